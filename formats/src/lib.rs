@@ -1,0 +1,6 @@
+//! ferrokey's formats: everything about bytes on the wire and on disk.
+//!
+//! This crate has no async runtime and no server types, so the check tools,
+//! fuzz targets and benchmarks can use it alone.
+
+pub mod resp;

@@ -1,0 +1,130 @@
+//! Per-connection state.
+//!
+//! A connection task owns its [`Client`]. What other connections must see
+//! (CLIENT LIST, CLIENT KILL, INFO clients) lives in the [`ClientInfo`] it
+//! shares with the server's registry; everything there is a `Cell` or
+//! `RefCell` touched only on the engine thread, never across an await.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use tokio::sync::Notify;
+
+/// How a client wants replies (CLIENT REPLY).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyMode {
+    On,
+    Off,
+    /// Skip the reply of the next command only.
+    SkipNext,
+    /// Skipping the reply of the command now running.
+    Skipping,
+}
+
+pub struct ClientInfo {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub laddr: SocketAddr,
+    pub fd: i32,
+    /// Unix seconds when the connection was accepted.
+    pub created_s: i64,
+    pub name: RefCell<Option<Vec<u8>>>,
+    pub lib_name: RefCell<Option<Vec<u8>>>,
+    pub lib_ver: RefCell<Option<Vec<u8>>>,
+    pub db: Cell<usize>,
+    pub resp: Cell<u8>,
+    /// Unix milliseconds of the last command (CLIENT LIST idle=).
+    pub last_interaction_ms: Cell<i64>,
+    pub last_cmd: RefCell<String>,
+    pub commands_processed: Cell<u64>,
+    pub query_buf_len: Cell<usize>,
+    pub output_buf_len: Cell<usize>,
+    pub no_evict: Cell<bool>,
+    pub no_touch: Cell<bool>,
+    pub authenticated: Cell<bool>,
+    pub reply_mode: Cell<ReplyMode>,
+    /// Set by CLIENT KILL, QUIT and protocol errors: the connection closes
+    /// once pending replies are written.
+    pub close_requested: Cell<bool>,
+    pub kill: Notify,
+}
+
+impl ClientInfo {
+    pub fn new(id: u64, addr: SocketAddr, laddr: SocketAddr, fd: i32, now_ms: i64, authenticated: bool) -> ClientInfo {
+        ClientInfo {
+            id,
+            addr,
+            laddr,
+            fd,
+            created_s: now_ms / 1000,
+            name: RefCell::new(None),
+            lib_name: RefCell::new(None),
+            lib_ver: RefCell::new(None),
+            db: Cell::new(0),
+            resp: Cell::new(2),
+            last_interaction_ms: Cell::new(now_ms),
+            last_cmd: RefCell::new("NULL".to_string()),
+            commands_processed: Cell::new(0),
+            query_buf_len: Cell::new(0),
+            output_buf_len: Cell::new(0),
+            no_evict: Cell::new(false),
+            no_touch: Cell::new(false),
+            authenticated: Cell::new(authenticated),
+            reply_mode: Cell::new(ReplyMode::On),
+            close_requested: Cell::new(false),
+            kill: Notify::new(),
+        }
+    }
+
+    /// Asks the connection to close (CLIENT KILL): it wakes even when idle.
+    pub fn request_kill(&self) {
+        self.close_requested.set(true);
+        self.kill.notify_one();
+    }
+}
+
+/// The connection-private half of a client.
+pub struct Client {
+    pub info: Rc<ClientInfo>,
+    /// Selected database, mirrored into `info.db` for CLIENT LIST.
+    pub db: usize,
+    pub resp3: bool,
+}
+
+impl Client {
+    pub fn new(info: Rc<ClientInfo>) -> Client {
+        Client { info, db: 0, resp3: false }
+    }
+
+    pub fn select(&mut self, db: usize) {
+        self.db = db;
+        self.info.db.set(db);
+    }
+
+    pub fn set_resp(&mut self, version: u8) {
+        self.resp3 = version == 3;
+        self.info.resp.set(version);
+    }
+}
+
+/// Every connected client, by id (ordered, as CLIENT LIST prints them).
+#[derive(Default)]
+pub struct ClientRegistry {
+    pub by_id: BTreeMap<u64, Rc<ClientInfo>>,
+    pub next_id: u64,
+}
+
+impl ClientRegistry {
+    pub fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+}

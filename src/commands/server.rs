@@ -1,0 +1,6 @@
+//! Server commands: INFO, CONFIG, COMMAND, TIME, SHUTDOWN, DEBUG, LATENCY,
+//! SLOWLOG, MEMORY.
+
+use crate::command::Handler;
+
+pub const COMMANDS: &[(&str, Handler)] = &[];

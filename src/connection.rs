@@ -1,0 +1,310 @@
+//! A client connection: read bytes, parse requests, run them, write the
+//! replies.
+//!
+//! Every request in one read is executed before the replies are written
+//! with a single write, so a pipeline costs one system call each way.
+//! An idle connection holds no buffers: they come from a small per-thread
+//! pool when bytes arrive and go back when everything read has been
+//! answered, so thousands of idle clients cost little more than their
+//! sockets.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use ferrokey_formats::resp::{parse_request, Parsed, Request, RequestLimits};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::client::{Client, ClientInfo, ReplyMode};
+use crate::command::{self, Ctx};
+use crate::reply::Reply;
+use crate::server::{unix_ms, ServerState};
+use crate::{log_verbose, log_warning};
+
+const READ_CHUNK: usize = 16 * 1024;
+/// Buffers that grew past this are freed rather than pooled.
+const POOLED_MAX: usize = 64 * 1024;
+
+thread_local! {
+    static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+fn take_buffer() -> Vec<u8> {
+    POOL.with(|p| p.borrow_mut().pop()).unwrap_or_else(|| Vec::with_capacity(READ_CHUNK))
+}
+
+fn return_buffer(mut buf: Vec<u8>) {
+    if buf.capacity() > POOLED_MAX || buf.capacity() == 0 {
+        return;
+    }
+    buf.clear();
+    POOL.with(|p| {
+        let mut pool = p.borrow_mut();
+        if pool.len() < 256 {
+            pool.push(buf);
+        }
+    });
+}
+
+const PROTECTED_MODE_ERROR: &str = "-DENIED Running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers, you may adopt one of the following solutions: 1) Just disable protected mode sending the command 'CONFIG SET protected-mode no' from the loopback interface by connecting from the same host the server is running, however MAKE SURE it's not publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively you can just disable the protected mode by editing the configuration file, and setting the protected mode option to 'no', and then restarting the server. 3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. 4) Set up an authentication password for the default user. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.\r\n";
+
+/// Registers a new connection and starts its task.
+pub fn accept(stream: TcpStream, peer: SocketAddr, state: &Rc<RefCell<ServerState>>) {
+    let mut st = state.borrow_mut();
+    if st.protected_refuses(&peer.ip()) {
+        st.stats.rejected_connections += 1;
+        drop(st);
+        tokio::task::spawn_local(refuse(stream, PROTECTED_MODE_ERROR));
+        return;
+    }
+    if st.clients.len() >= st.config.maxclients {
+        st.stats.rejected_connections += 1;
+        drop(st);
+        tokio::task::spawn_local(refuse(stream, "-ERR max number of clients reached\r\n"));
+        return;
+    }
+    let _ = stream.set_nodelay(true);
+    set_keepalive(&stream, st.config.tcp_keepalive);
+    st.stats.total_connections_received += 1;
+    let id = st.clients.next_id();
+    let laddr = stream.local_addr().unwrap_or(peer);
+    let fd = {
+        use std::os::fd::AsRawFd;
+        stream.as_raw_fd()
+    };
+    let authenticated = st.config.requirepass.is_none();
+    let info = Rc::new(ClientInfo::new(id, peer, laddr, fd, unix_ms(), authenticated));
+    st.clients.by_id.insert(id, info.clone());
+    drop(st);
+    let state = state.clone();
+    tokio::task::spawn_local(async move {
+        serve(stream, &state, info.clone()).await;
+        state.borrow_mut().clients.by_id.remove(&info.id);
+    });
+}
+
+async fn refuse(mut stream: TcpStream, msg: &'static str) {
+    let _ = stream.write_all(msg.as_bytes()).await;
+}
+
+fn set_keepalive(stream: &TcpStream, seconds: u64) {
+    if seconds == 0 {
+        return;
+    }
+    use std::os::fd::AsRawFd;
+    let fd = stream.as_raw_fd();
+    let on: libc::c_int = 1;
+    let idle = seconds.min(i32::MAX as u64) as libc::c_int;
+    let intvl = (idle / 3).max(1);
+    let cnt: libc::c_int = 3;
+    let opt = |level, name, val: &libc::c_int| {
+        // SAFETY: setsockopt on a socket we own, with a c_int option value.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                name,
+                val as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        }
+    };
+    opt(libc::SOL_SOCKET, libc::SO_KEEPALIVE, &on);
+    opt(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, &idle);
+    opt(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, &intvl);
+    opt(libc::IPPROTO_TCP, libc::TCP_KEEPCNT, &cnt);
+}
+
+/// Reads, runs and answers until the peer closes or the client is killed.
+async fn serve(mut stream: TcpStream, state: &Rc<RefCell<ServerState>>, info: Rc<ClientInfo>) {
+    let mut client = Client::new(info.clone());
+    let mut request = Request::default();
+    let mut input: Vec<u8> = Vec::new();
+    let mut out = Reply::new(false);
+    out.buf = Vec::new();
+    loop {
+        // Wait for bytes without holding a buffer.
+        tokio::select! {
+            r = stream.readable() => if r.is_err() { break },
+            _ = info.kill.notified() => break,
+        }
+        if input.capacity() == 0 {
+            input = take_buffer();
+        }
+        if input.capacity() - input.len() < READ_CHUNK / 4 {
+            input.reserve(READ_CHUNK);
+        }
+        match stream.try_read_buf(&mut input) {
+            Ok(0) => break,
+            Ok(n) => {
+                let mut st = state.borrow_mut();
+                st.stats.total_net_input_bytes += n as u64;
+                st.stats.total_reads_processed += 1;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if input.is_empty() {
+                    return_buffer(std::mem::take(&mut input));
+                }
+                continue;
+            }
+            Err(_) => break,
+        }
+        if out.buf.capacity() == 0 {
+            out.buf = take_buffer();
+        }
+        let consumed = {
+            let mut st = state.borrow_mut();
+            let consumed = process_input(&mut st, &mut client, &mut out, &input, &mut request);
+            // A client past its query buffer limit is closed, as Valkey does,
+            // without reply: its pending request is what is too large.
+            let pending = input.len() - consumed;
+            if pending as u64 > st.config.client_query_buffer_limit {
+                st.stats.client_query_buffer_limit_disconnections += 1;
+                log_warning!("Closing client that reached max query buffer length (qbuf={pending})");
+                info.close_requested.set(true);
+            }
+            info.query_buf_len.set(pending);
+            consumed
+        };
+        input.drain(..consumed);
+        if !out.buf.is_empty() {
+            let len = out.buf.len();
+            if stream.write_all(&out.buf).await.is_err() {
+                break;
+            }
+            let mut st = state.borrow_mut();
+            st.stats.total_net_output_bytes += len as u64;
+            st.stats.total_writes_processed += 1;
+        }
+        out.buf.clear();
+        if info.close_requested.get() {
+            break;
+        }
+        if input.is_empty() {
+            return_buffer(std::mem::take(&mut input));
+            return_buffer(std::mem::take(&mut out.buf));
+        }
+    }
+    return_buffer(input);
+    return_buffer(out.buf);
+}
+
+/// Parses and executes every complete request in `input`; returns how many
+/// bytes were used. Stops early when the client must close (protocol
+/// error, QUIT, kill), leaving the rest unread as Valkey does.
+pub fn process_input(
+    st: &mut ServerState,
+    client: &mut Client,
+    out: &mut Reply,
+    input: &[u8],
+    request: &mut Request,
+) -> usize {
+    let mut pos = 0;
+    let mut args: Vec<&[u8]> = Vec::with_capacity(8);
+    while pos < input.len() && !client.info.close_requested.get() {
+        let limits = RequestLimits {
+            max_bulk_len: st.config.proto_max_bulk_len,
+            unauthenticated: !client.info.authenticated.get(),
+        };
+        match parse_request(&input[pos..], limits, request) {
+            Ok(Parsed::Incomplete { .. }) => break,
+            Ok(Parsed::Complete { consumed }) => {
+                let frame_start = pos;
+                pos += consumed;
+                if request.args.is_empty() {
+                    continue;
+                }
+                if request.inline {
+                    // Inline arguments were unquoted into the request's own
+                    // storage; this path is rare, so it may allocate.
+                    let storage = std::mem::take(&mut request.inline_storage);
+                    let inline_args: Vec<&[u8]> = request.args.iter().map(|r| &storage[r.clone()]).collect();
+                    execute(st, client, out, &inline_args);
+                    request.inline_storage = storage;
+                } else {
+                    args.clear();
+                    args.extend(request.args.iter().map(|r| &input[frame_start + r.start..frame_start + r.end]));
+                    execute(st, client, out, &args);
+                }
+            }
+            Err(e) => {
+                log_verbose!("Protocol error ({e}) from client id={}", client.info.id);
+                out.error(&e.to_string());
+                client.info.close_requested.set(true);
+                break;
+            }
+        }
+    }
+    pos
+}
+
+/// Runs one command: lookup, arity, auth and protection checks, then the
+/// handler. Errors become error replies; CLIENT REPLY OFF/SKIP swallow
+/// whatever the command wrote.
+pub fn execute(st: &mut ServerState, client: &mut Client, out: &mut Reply, args: &[&[u8]]) {
+    let now_ms = unix_ms();
+    let info = client.info.clone();
+    info.last_interaction_ms.set(now_ms);
+    let mode = info.reply_mode.get();
+    let mark = out.buf.len();
+    if mode == ReplyMode::SkipNext {
+        info.reply_mode.set(ReplyMode::Skipping);
+    }
+    let result = run_checked(st, client, out, args, now_ms);
+    if let Err(e) = result {
+        st.stats.total_error_replies += 1;
+        out.error(&e.0);
+    }
+    st.stats.total_commands_processed += 1;
+    info.commands_processed.set(info.commands_processed.get() + 1);
+    st.collect_expired();
+    match info.reply_mode.get() {
+        ReplyMode::Off => out.buf.truncate(mark),
+        ReplyMode::Skipping => {
+            out.buf.truncate(mark);
+            info.reply_mode.set(ReplyMode::On);
+        }
+        _ => {}
+    }
+}
+
+fn run_checked(
+    st: &mut ServerState,
+    client: &mut Client,
+    out: &mut Reply,
+    args: &[&[u8]],
+    now_ms: i64,
+) -> command::CmdResult {
+    let table = command::table();
+    let spec = command::lookup(table, args)?;
+    command::check_arity(spec, args.len())?;
+    {
+        let mut last = client.info.last_cmd.borrow_mut();
+        last.clear();
+        last.push_str(&spec.name);
+    }
+    if spec.has(command::flags::PROTECTED) && !debug_allowed(st, client) {
+        return Err("ERR DEBUG command not allowed. If the enable-debug-command option is set to \"local\", you can run it from a local connection, otherwise you need to set this option in the configuration file, and then restart the server.".into());
+    }
+    if !client.info.authenticated.get() && !spec.has(command::flags::NO_AUTH) {
+        return Err(command::errors::NOAUTH.into());
+    }
+    let Some(handler) = spec.handler else {
+        return Err(command::arity_error(&spec.name));
+    };
+    let started = std::time::Instant::now();
+    let mut ctx = Ctx { srv: st, client, out, now_ms };
+    let result = handler(&mut ctx, args);
+    let micros = started.elapsed().as_micros() as u64;
+    ctx.srv.slowlog.record(args, micros, now_ms, &ctx.client.info);
+    result
+}
+
+fn debug_allowed(st: &ServerState, client: &Client) -> bool {
+    match st.config.enable_debug_command.as_str() {
+        "yes" => true,
+        "local" => crate::server::is_loopback(&client.info.addr.ip()),
+        _ => false,
+    }
+}

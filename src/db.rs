@@ -1,0 +1,293 @@
+//! One numbered database: keys, their values, their expiry times.
+//!
+//! Keys live in an insertion-ordered hash map so that a random key or a
+//! scan position is an index, not a walk. Keys with a TTL are also listed by
+//! position in `volatile`, which the active expiry cycle samples; because a
+//! removal moves the last entry into the freed slot, every removal goes
+//! through [`Db::remove`], which keeps `volatile` in step.
+
+use indexmap::{IndexMap, IndexSet};
+use rand::Rng;
+
+use crate::value::Value;
+
+pub type Hasher = foldhash::fast::RandomState;
+
+/// No expiry.
+pub const NO_EXPIRE: i64 = -1;
+
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub value: Value,
+    /// Absolute expiry in Unix milliseconds, or [`NO_EXPIRE`].
+    pub expire_at: i64,
+    /// Last access, in seconds of the server's LRU clock (OBJECT IDLETIME).
+    pub last_access: u32,
+}
+
+impl Entry {
+    pub fn new(value: Value, now_s: u32) -> Entry {
+        Entry { value, expire_at: NO_EXPIRE, last_access: now_s }
+    }
+    #[inline]
+    pub fn is_expired(&self, now_ms: i64) -> bool {
+        self.expire_at != NO_EXPIRE && self.expire_at <= now_ms
+    }
+}
+
+#[derive(Default)]
+pub struct Db {
+    map: IndexMap<Box<[u8]>, Entry, Hasher>,
+    /// Positions in `map` of the entries that have an expiry.
+    volatile: IndexSet<usize, Hasher>,
+    /// Keys removed because they had expired, waiting to be counted and
+    /// journalled by the caller (lazy and active expiry both push here).
+    pub expired_log: Vec<Box<[u8]>>,
+}
+
+/// What one step of a SCAN produced.
+pub struct ScanStep {
+    pub next_cursor: u64,
+}
+
+impl Db {
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+    pub fn volatile_len(&self) -> usize {
+        self.volatile.len()
+    }
+
+    /// Looks a key up, deleting it first if it has expired.
+    #[inline]
+    pub fn get(&mut self, key: &[u8], now_ms: i64) -> Option<&Entry> {
+        self.get_mut(key, now_ms).map(|e| &*e)
+    }
+
+    #[inline]
+    pub fn get_mut(&mut self, key: &[u8], now_ms: i64) -> Option<&mut Entry> {
+        let idx = self.map.get_index_of(key)?;
+        if self.map[idx].is_expired(now_ms) {
+            self.expire_at_index(idx);
+            return None;
+        }
+        Some(&mut self.map[idx])
+    }
+
+    /// Looks a key up without expiring it or touching anything (for
+    /// commands that must see keys as they are, such as DEBUG OBJECT).
+    pub fn peek(&self, key: &[u8]) -> Option<&Entry> {
+        self.map.get(key)
+    }
+
+    pub fn contains(&mut self, key: &[u8], now_ms: i64) -> bool {
+        self.get(key, now_ms).is_some()
+    }
+
+    /// Inserts or replaces a key's value, dropping any expiry it had.
+    pub fn set(&mut self, key: &[u8], value: Value, now_s: u32) {
+        self.insert_entry(key, Entry::new(value, now_s));
+    }
+
+    /// Replaces a key's value keeping its expiry (SET KEEPTTL, INCR, ...).
+    /// The key must not be expired (callers looked it up first).
+    pub fn set_keep_ttl(&mut self, key: &[u8], value: Value, now_s: u32) {
+        match self.map.get_index_of(key) {
+            Some(idx) => {
+                let e = &mut self.map[idx];
+                e.value = value;
+                e.last_access = now_s;
+            }
+            None => self.set(key, value, now_s),
+        }
+    }
+
+    /// Inserts a whole entry, with its expiry.
+    pub fn insert_entry(&mut self, key: &[u8], entry: Entry) {
+        let has_ttl = entry.expire_at != NO_EXPIRE;
+        let idx = match self.map.get_index_of(key) {
+            Some(idx) => {
+                self.map[idx] = entry;
+                idx
+            }
+            None => self.map.insert_full(key.into(), entry).0,
+        };
+        if has_ttl {
+            self.volatile.insert(idx);
+        } else {
+            self.volatile.swap_remove(&idx);
+        }
+    }
+
+    /// Removes a key; returns its entry if it existed (expired or not).
+    pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
+        let idx = self.map.get_index_of(key)?;
+        Some(self.remove_index(idx).1)
+    }
+
+    fn remove_index(&mut self, idx: usize) -> (Box<[u8]>, Entry) {
+        let last = self.map.len() - 1;
+        self.volatile.swap_remove(&idx);
+        let removed = self.map.swap_remove_index(idx).expect("index in range");
+        if idx != last && self.volatile.swap_remove(&last) {
+            // The last entry now sits where the removed one was.
+            self.volatile.insert(idx);
+        }
+        removed
+    }
+
+    fn expire_at_index(&mut self, idx: usize) {
+        let (key, _) = self.remove_index(idx);
+        self.expired_log.push(key);
+    }
+
+    /// Sets or clears an existing key's expiry. Returns false if the key is absent.
+    pub fn set_expire(&mut self, key: &[u8], expire_at: i64) -> bool {
+        let Some(idx) = self.map.get_index_of(key) else { return false };
+        self.map[idx].expire_at = expire_at;
+        if expire_at == NO_EXPIRE {
+            self.volatile.swap_remove(&idx);
+        } else {
+            self.volatile.insert(idx);
+        }
+        true
+    }
+
+    pub fn clear(&mut self) -> IndexMap<Box<[u8]>, Entry, Hasher> {
+        self.volatile.clear();
+        std::mem::take(&mut self.map)
+    }
+
+    /// Iterates every entry, expired or not.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Entry)> {
+        self.map.iter().map(|(k, e)| (&**k, e))
+    }
+
+    /// A random key that has not expired, deleting the expired ones it meets.
+    pub fn random_key(&mut self, now_ms: i64, rng: &mut impl Rng) -> Option<Box<[u8]>> {
+        // When every key has expired, give up after a bounded number of
+        // tries and return one of them, as Valkey does, instead of looping.
+        for _ in 0..100 {
+            if self.map.is_empty() {
+                return None;
+            }
+            let idx = rng.gen_range(0..self.map.len());
+            if self.map[idx].is_expired(now_ms) {
+                self.expire_at_index(idx);
+                continue;
+            }
+            return Some(self.map.get_index(idx).expect("in range").0.clone());
+        }
+        let idx = rng.gen_range(0..self.map.len().max(1));
+        self.map.get_index(idx).map(|(k, _)| k.clone())
+    }
+
+    /// One step of SCAN. Positions are visited from the highest down: a
+    /// removal only moves the last entry into a lower slot, so an entry that
+    /// stays in the map for the whole iteration is always seen (perhaps
+    /// twice), and entries added meanwhile land above the cursor.
+    /// Cursor 0 starts; a returned cursor of 0 ends the iteration.
+    pub fn scan(&self, cursor: u64, count: usize, mut visit: impl FnMut(&[u8], &Entry)) -> ScanStep {
+        let len = self.map.len() as u64;
+        let mut pos = if cursor == 0 || cursor > len { len } else { cursor };
+        let mut budget = count.max(1);
+        while pos > 0 && budget > 0 {
+            pos -= 1;
+            let (k, e) = self.map.get_index(pos as usize).expect("in range");
+            visit(k, e);
+            budget -= 1;
+        }
+        ScanStep { next_cursor: pos }
+    }
+
+    /// One round of active expiry: samples keys with a TTL and removes the
+    /// expired ones. Returns (sampled, expired).
+    pub fn expire_sample(&mut self, now_ms: i64, samples: usize, rng: &mut impl Rng) -> (usize, usize) {
+        let mut sampled = 0;
+        let mut expired = 0;
+        for _ in 0..samples {
+            if self.volatile.is_empty() {
+                break;
+            }
+            let pick = rng.gen_range(0..self.volatile.len());
+            let idx = *self.volatile.get_index(pick).expect("in range");
+            sampled += 1;
+            if self.map[idx].is_expired(now_ms) {
+                self.expire_at_index(idx);
+                expired += 1;
+            }
+        }
+        (sampled, expired)
+    }
+
+    /// Average remaining TTL of a sample of volatile keys (INFO keyspace avg_ttl).
+    pub fn avg_ttl(&self, now_ms: i64) -> i64 {
+        let n = self.volatile.len().min(64);
+        if n == 0 {
+            return 0;
+        }
+        let mut total = 0i64;
+        for &idx in self.volatile.iter().take(n) {
+            total += (self.map[idx].expire_at - now_ms).max(0);
+        }
+        total / n as i64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volatile_positions_follow_swap_removal() {
+        let mut db = Db::default();
+        for i in 0..100u32 {
+            let key = format!("k{i}");
+            db.set(key.as_bytes(), Value::Int(i as i64), 0);
+            if i % 3 == 0 {
+                db.set_expire(key.as_bytes(), 1_000 + i as i64);
+            }
+        }
+        for i in (0..100u32).step_by(7) {
+            db.remove(format!("k{i}").as_bytes());
+        }
+        for &idx in db.volatile.iter() {
+            assert_ne!(db.map[idx].expire_at, NO_EXPIRE);
+        }
+        let with_ttl = db.map.values().filter(|e| e.expire_at != NO_EXPIRE).count();
+        assert_eq!(with_ttl, db.volatile.len());
+        let mut rng = rand::thread_rng();
+        let (_, expired) = db.expire_sample(10_000, 1000, &mut rng);
+        assert!(expired > 0);
+        assert!(db.map.values().all(|e| e.expire_at == NO_EXPIRE || db.volatile.len() > 0));
+    }
+
+    #[test]
+    fn scan_sees_every_stable_key_despite_removals() {
+        let mut db = Db::default();
+        for i in 0..1000u32 {
+            db.set(format!("k{i}").as_bytes(), Value::Int(0), 0);
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut cursor = 0;
+        let mut round = 0;
+        loop {
+            let mut batch = Vec::new();
+            let step = db.scan(cursor, 10, |k, _| batch.push(k.to_vec()));
+            seen.extend(batch);
+            // Remove keys that were never meant to stay (the "churn" keys).
+            db.remove(format!("k{}", 999 - round).as_bytes());
+            round += 1;
+            cursor = step.next_cursor;
+            if cursor == 0 {
+                break;
+            }
+        }
+        for i in 0..(1000 - round) {
+            assert!(seen.contains(format!("k{i}").as_bytes()), "k{i} missed");
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! The values a key can hold.
+//!
+//! Strings carry Valkey's three encodings because clients can observe them
+//! through OBJECT ENCODING and because they decide how a value is written
+//! to RDB files: `int` (a canonical 64-bit integer), `embstr` (short, never
+//! modified in place) and `raw`. The collection types join this enum in
+//! their own issues; every variant is `Send` and holds no `Rc`, so big
+//! values can be dropped on another thread.
+
+use std::borrow::Cow;
+
+/// Strings up to this length are stored as `embstr`, as Valkey does.
+pub const EMBSTR_MAX: usize = 44;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// A string that is a canonical i64 ("0", "-12", never "012" or "+1").
+    Int(i64),
+    /// A short string (at most [`EMBSTR_MAX`] bytes).
+    EmbStr(Box<[u8]>),
+    /// Any other string, or one that was modified in place (APPEND, SETRANGE).
+    RawStr(Vec<u8>),
+}
+
+impl Value {
+    /// Builds a string value from client bytes with the encoding Valkey's
+    /// SET would pick for them.
+    pub fn string(bytes: &[u8]) -> Value {
+        if bytes.len() <= 20 {
+            if let Some(n) = ferrokey_formats::resp::parse_i64(bytes) {
+                return Value::Int(n);
+            }
+        }
+        Value::short_or_raw(bytes)
+    }
+
+    /// A string that is never int-encoded (INCRBYFLOAT results, for example).
+    pub fn short_or_raw(bytes: &[u8]) -> Value {
+        if bytes.len() <= EMBSTR_MAX {
+            Value::EmbStr(bytes.into())
+        } else {
+            Value::RawStr(bytes.to_vec())
+        }
+    }
+
+    /// The type name TYPE reports.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Int(_) | Value::EmbStr(_) | Value::RawStr(_) => "string",
+        }
+    }
+
+    /// The encoding name OBJECT ENCODING reports.
+    pub fn encoding_name(&self) -> &'static str {
+        match self {
+            Value::Int(_) => "int",
+            Value::EmbStr(_) => "embstr",
+            Value::RawStr(_) => "raw",
+        }
+    }
+
+    pub fn is_string(&self) -> bool {
+        matches!(self, Value::Int(_) | Value::EmbStr(_) | Value::RawStr(_))
+    }
+
+    /// The bytes of a string value (formatted for an int), or None for other types.
+    pub fn string_bytes(&self) -> Option<Cow<'_, [u8]>> {
+        match self {
+            Value::Int(n) => Some(Cow::Owned(itoa::Buffer::new().format(*n).as_bytes().to_vec())),
+            Value::EmbStr(b) => Some(Cow::Borrowed(b)),
+            Value::RawStr(v) => Some(Cow::Borrowed(v)),
+        }
+    }
+
+    /// Length in bytes of a string value.
+    pub fn string_len(&self) -> Option<usize> {
+        match self {
+            Value::Int(n) => Some(itoa::Buffer::new().format(*n).len()),
+            Value::EmbStr(b) => Some(b.len()),
+            Value::RawStr(v) => Some(v.len()),
+        }
+    }
+
+    /// Turns a string into its `raw` form so it can be modified in place,
+    /// as Valkey does before APPEND and SETRANGE.
+    pub fn make_raw(&mut self) -> Option<&mut Vec<u8>> {
+        match self {
+            Value::RawStr(v) => Some(v),
+            Value::Int(_) | Value::EmbStr(_) => {
+                let bytes = self.string_bytes()?.into_owned();
+                *self = Value::RawStr(bytes);
+                match self {
+                    Value::RawStr(v) => Some(v),
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    /// An estimate of the heap memory this value uses, for MEMORY USAGE and
+    /// INFO memory.
+    pub fn heap_size(&self) -> usize {
+        match self {
+            Value::Int(_) => 0,
+            Value::EmbStr(b) => b.len(),
+            Value::RawStr(v) => v.capacity(),
+        }
+    }
+}

@@ -1,0 +1,822 @@
+//! Differential test: runs every script in `tests/diff/*.txt` against ferrokey
+//! and the reference valkey-server, in RESP2 and again in RESP3, and compares
+//! the replies byte for byte (or as a line's prefix says). The script format
+//! is described in `tests/diff/README.md`.
+//!
+//! Environment:
+//! - `DIFF_FILE=strings` (or `strings,keyspace`): run only those scripts.
+//! - `DIFF_SELF_CHECK=1`: compare valkey-server against a second
+//!   valkey-server, which proves the scripts' prefixes are right.
+//! - `DIFF_TIMEOUT_MS`: how long to wait for one reply (default 5000).
+//! - `DIFF_DIR`: the scripts' folder (default `tests/diff`).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{escape, RawConn, ReadError, Server, Valkey};
+use ferrokey_formats::resp::split_args;
+
+/// How long to wait, after a `[raw]` line, before checking whether the
+/// server closed the connection.
+const CLOSE_PROBE: Duration = Duration::from_millis(150);
+/// How many mismatches the failure message shows in full.
+const SHOW_IN_FULL: usize = 50;
+/// Replies longer than this are cut in mismatch reports.
+const SHOW_BYTES: usize = 1500;
+
+// ---------------------------------------------------------------------------
+// Script format
+// ---------------------------------------------------------------------------
+
+#[derive(Clone, Debug, PartialEq)]
+enum Mode {
+    /// Byte for byte.
+    Exact,
+    /// Aggregates compared as multisets, at every depth.
+    Sorted,
+    /// Same RESP type tree and aggregate lengths; scalars not compared.
+    Shape,
+    /// Only the top RESP type.
+    Type,
+    /// An integer reply within `lo..=hi` on both sides.
+    Range(i64, i64),
+    /// A bulk/verbatim `field:value` text: same set of `# Section` headers
+    /// and field names.
+    Info,
+    /// Errors compared by their first word (the error code) only.
+    ErrCode,
+}
+
+impl Mode {
+    fn describe(&self) -> String {
+        match self {
+            Mode::Exact => "exact".into(),
+            Mode::Sorted => "sorted".into(),
+            Mode::Shape => "shape".into(),
+            Mode::Type => "type".into(),
+            Mode::Range(lo, hi) => format!("range {lo} {hi}"),
+            Mode::Info => "info".into(),
+            Mode::ErrCode => "errcode".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Action {
+    /// A command, sent as a multibulk; one reply read.
+    Cmd(Vec<Vec<u8>>),
+    /// A command, sent as a multibulk; no reply read.
+    NoReply(Vec<Vec<u8>>),
+    /// Raw bytes; `replies` replies read, then a check for a closed connection.
+    Raw { bytes: Vec<u8>, replies: usize },
+}
+
+#[derive(Clone, Debug)]
+struct Line {
+    lineno: usize,
+    text: String,
+    mode: Mode,
+    /// Only under this protocol (2 or 3), when set.
+    only: Option<u8>,
+    action: Action,
+}
+
+fn parse_script(src: &str) -> Result<Vec<Line>, Vec<String>> {
+    let mut lines = Vec::new();
+    let mut errors = Vec::new();
+    for (i, raw_line) in src.lines().enumerate() {
+        let lineno = i + 1;
+        let text = raw_line.trim();
+        if text.is_empty() || text.starts_with('#') {
+            continue;
+        }
+        match parse_line(text) {
+            Ok((mode, only, action)) => lines.push(Line { lineno, text: text.to_string(), mode, only, action }),
+            Err(e) => errors.push(format!("line {lineno}: {e}: {text}")),
+        }
+    }
+    if errors.is_empty() {
+        Ok(lines)
+    } else {
+        Err(errors)
+    }
+}
+
+fn parse_line(text: &str) -> Result<(Mode, Option<u8>, Action), String> {
+    let mut rest = text;
+    let mut mode: Option<Mode> = None;
+    let mut only = None;
+    let mut raw: Option<usize> = None;
+    let mut noreply = false;
+    while let Some(after) = rest.strip_prefix('[') {
+        let close = after.find(']').ok_or("a prefix '[' without ']'")?;
+        let words: Vec<&str> = after[..close].split_whitespace().collect();
+        rest = after[close + 1..].trim_start();
+        let mut set_mode = |m: Mode| -> Result<(), String> {
+            if mode.replace(m).is_some() {
+                return Err("more than one comparison prefix".into());
+            }
+            Ok(())
+        };
+        let int = |s: &str| s.parse::<i64>().map_err(|_| format!("not an integer in a prefix: {s:?}"));
+        match words.as_slice() {
+            ["sorted"] => set_mode(Mode::Sorted)?,
+            ["shape"] => set_mode(Mode::Shape)?,
+            ["type"] => set_mode(Mode::Type)?,
+            ["info"] => set_mode(Mode::Info)?,
+            ["errcode"] => set_mode(Mode::ErrCode)?,
+            ["range", lo, hi] => set_mode(Mode::Range(int(lo)?, int(hi)?))?,
+            ["resp2"] => only = Some(2),
+            ["resp3"] => only = Some(3),
+            ["raw"] => raw = Some(1),
+            ["raw", n] => raw = Some(int(n)?.try_into().map_err(|_| "a negative reply count")?),
+            ["noreply"] => noreply = true,
+            _ => return Err(format!("unknown prefix [{}]", &after[..close])),
+        }
+    }
+    if rest.is_empty() {
+        return Err("no command after the prefixes".into());
+    }
+    let action = match raw {
+        Some(replies) => {
+            if noreply {
+                return Err("[raw] and [noreply] together (use [raw 0])".into());
+            }
+            Action::Raw { bytes: unescape(rest)?, replies }
+        }
+        None => {
+            let args = split_args(rest.as_bytes()).ok_or("unbalanced quotes")?;
+            if args.is_empty() {
+                return Err("no command".into());
+            }
+            if noreply {
+                Action::NoReply(args)
+            } else {
+                Action::Cmd(args)
+            }
+        }
+    };
+    Ok((mode.unwrap_or(Mode::Exact), only, action))
+}
+
+/// Processes `\r \n \t \0 \\ \xHH` in a `[raw]` line.
+fn unescape(s: &str) -> Result<Vec<u8>, String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            out.push(b[i]);
+            i += 1;
+            continue;
+        }
+        let c = *b.get(i + 1).ok_or("a '\\' at the end of a [raw] line")?;
+        i += 2;
+        match c {
+            b'r' => out.push(b'\r'),
+            b'n' => out.push(b'\n'),
+            b't' => out.push(b'\t'),
+            b'0' => out.push(0),
+            b'\\' => out.push(b'\\'),
+            b'x' => {
+                let hex = s.get(i..i + 2).ok_or("a short \\x escape")?;
+                out.push(u8::from_str_radix(hex, 16).map_err(|_| format!("a bad \\x escape: \\x{hex}"))?);
+                i += 2;
+            }
+            other => return Err(format!("an unknown escape \\{}", other as char)),
+        }
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------
+// Replies as trees of raw bytes
+// ---------------------------------------------------------------------------
+
+/// One RESP value, keeping its type byte and header line.
+struct Node<'a> {
+    kind: u8,
+    head: &'a [u8],
+    raw: &'a [u8],
+    children: Vec<Node<'a>>,
+}
+
+impl Node<'_> {
+    fn is_null(&self) -> bool {
+        self.kind == b'_' || (matches!(self.kind, b'$' | b'*' | b'=' | b'!' | b'~' | b'%') && self.head == b"-1")
+    }
+    fn is_error(&self) -> bool {
+        matches!(self.kind, b'-' | b'!')
+    }
+    fn is_aggregate(&self) -> bool {
+        matches!(self.kind, b'*' | b'~' | b'>' | b'%' | b'|') && !self.is_null()
+    }
+}
+
+fn tree(buf: &[u8]) -> Result<(Node<'_>, usize), String> {
+    let nl = buf.windows(2).position(|w| w == b"\r\n").ok_or("no CRLF")?;
+    if nl == 0 {
+        return Err("empty line".into());
+    }
+    let kind = buf[0];
+    let head = &buf[1..nl];
+    let mut pos = nl + 2;
+    let len = || -> Result<i64, String> {
+        std::str::from_utf8(head)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("bad length {:?}", escape(head)))
+    };
+    let mut children = Vec::new();
+    match kind {
+        b'+' | b'-' | b':' | b',' | b'(' | b'#' | b'_' => {}
+        b'$' | b'=' | b'!' => {
+            let n = len()?;
+            if n >= 0 {
+                pos += n as usize + 2;
+                if pos > buf.len() {
+                    return Err("short blob".into());
+                }
+            }
+        }
+        b'*' | b'~' | b'>' | b'%' | b'|' => {
+            let n = len()?;
+            if n > 0 {
+                let mut count = n as usize * if matches!(kind, b'%' | b'|') { 2 } else { 1 };
+                if kind == b'|' {
+                    count += 1; // the value the attribute annotates
+                }
+                for _ in 0..count {
+                    let (child, used) = tree(&buf[pos..])?;
+                    children.push(child);
+                    pos += used;
+                }
+            }
+        }
+        other => return Err(format!("unknown type byte {:?}", other as char)),
+    }
+    Ok((Node { kind, head, raw: &buf[..pos], children }, pos))
+}
+
+fn parse_tree(buf: &[u8]) -> Option<Node<'_>> {
+    match tree(buf) {
+        Ok((n, used)) if used == buf.len() => Some(n),
+        _ => None,
+    }
+}
+
+/// The reply with every aggregate's elements sorted (maps by pair), at every
+/// depth, so two replies compare equal when they hold the same multisets.
+fn canonical(n: &Node) -> Vec<u8> {
+    if !n.is_aggregate() {
+        return n.raw.to_vec();
+    }
+    let mut items: Vec<Vec<u8>> = if matches!(n.kind, b'%' | b'|') {
+        n.children
+            .chunks(2)
+            .map(|pair| pair.iter().flat_map(|c| canonical(c)).collect())
+            .collect()
+    } else {
+        n.children.iter().map(canonical).collect()
+    };
+    items.sort();
+    let mut out = vec![n.kind];
+    out.extend_from_slice(n.head);
+    out.extend_from_slice(b"\r\n");
+    for i in items {
+        out.extend(i);
+    }
+    out
+}
+
+/// A description of the node's type (errors with their text, which is never
+/// random), and with `deep` its aggregate lengths and children's shapes.
+fn shape(n: &Node, deep: bool) -> String {
+    if n.is_error() {
+        return escape(n.raw);
+    }
+    if n.is_null() {
+        return format!("{}null", n.kind as char);
+    }
+    if n.is_aggregate() && deep {
+        let kids: Vec<String> = n.children.iter().map(|c| shape(c, true)).collect();
+        return format!("{}{}[{}]", n.kind as char, escape(n.head), kids.join(","));
+    }
+    (n.kind as char).to_string()
+}
+
+/// The `# Section` headers and field names of an INFO-like text.
+fn info_fields(n: &Node) -> Option<BTreeSet<String>> {
+    let body = match n.kind {
+        b'$' if !n.is_null() => &n.raw[n.head.len() + 3..n.raw.len() - 2],
+        b'=' if !n.is_null() => n.raw[n.head.len() + 3..n.raw.len() - 2].get(4..)?,
+        _ => return None,
+    };
+    let text = String::from_utf8_lossy(body);
+    Some(
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(|l| if l.starts_with('#') { l.to_string() } else { l.split(':').next().unwrap().to_string() })
+            .collect(),
+    )
+}
+
+/// Compares two replies under `mode`; `Err` carries an explanation when it
+/// helps (INFO field differences).
+fn compare(mode: &Mode, a: &[u8], b: &[u8]) -> Result<(), Option<String>> {
+    if a == b {
+        return Ok(());
+    }
+    if *mode == Mode::Exact {
+        return Err(None);
+    }
+    let (Some(na), Some(nb)) = (parse_tree(a), parse_tree(b)) else { return Err(None) };
+    if *mode == Mode::ErrCode {
+        let code = |n: &Node| n.raw[1..].split(|&c| c == b' ' || c == b'\r').next().unwrap_or(b"").to_vec();
+        return if na.is_error() && nb.is_error() && na.kind == nb.kind && code(&na) == code(&nb) {
+            Ok(())
+        } else {
+            Err(None)
+        };
+    }
+    // Errors are never random: they must match exactly in every mode.
+    if na.is_error() || nb.is_error() {
+        return Err(None);
+    }
+    let ok = match mode {
+        Mode::Exact | Mode::ErrCode => unreachable!(),
+        Mode::Sorted => canonical(&na) == canonical(&nb),
+        Mode::Shape => shape(&na, true) == shape(&nb, true),
+        Mode::Type => shape(&na, false) == shape(&nb, false),
+        Mode::Range(lo, hi) => {
+            let v = |n: &Node| {
+                if n.kind != b':' {
+                    return None;
+                }
+                std::str::from_utf8(n.head).ok()?.parse::<i64>().ok()
+            };
+            matches!((v(&na), v(&nb)), (Some(x), Some(y)) if (*lo..=*hi).contains(&x) && (*lo..=*hi).contains(&y))
+        }
+        Mode::Info => {
+            if na.kind != nb.kind {
+                return Err(None);
+            }
+            let (Some(fa), Some(fb)) = (info_fields(&na), info_fields(&nb)) else { return Err(None) };
+            if fa == fb {
+                true
+            } else {
+                let only_a: Vec<&str> = fa.difference(&fb).map(|s| s.as_str()).collect();
+                let only_b: Vec<&str> = fb.difference(&fa).map(|s| s.as_str()).collect();
+                return Err(Some(format!(
+                    "fields only in the first: [{}]; fields only in the second: [{}]",
+                    only_a.join(", "),
+                    only_b.join(", ")
+                )));
+            }
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(None)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Running scripts
+// ---------------------------------------------------------------------------
+
+/// What one side answered to one line.
+#[derive(Clone, Debug, PartialEq)]
+enum Out {
+    Reply(Vec<u8>),
+    Closed,
+    Timeout,
+    Invalid(String),
+}
+
+impl Out {
+    fn show(&self) -> String {
+        match self {
+            Out::Reply(r) => {
+                let e = escape(r);
+                if e.len() > SHOW_BYTES {
+                    format!("{}... ({} bytes in all)", &e[..SHOW_BYTES], r.len())
+                } else {
+                    e
+                }
+            }
+            Out::Closed => "<connection closed>".into(),
+            Out::Timeout => "<no reply in time>".into(),
+            Out::Invalid(e) => format!("<invalid reply: {e}>"),
+        }
+    }
+    fn breaks_connection(&self) -> bool {
+        !matches!(self, Out::Reply(_))
+    }
+}
+
+fn show_outs(outs: &[Out]) -> String {
+    if outs.is_empty() {
+        return "<nothing read>".into();
+    }
+    outs.iter().map(Out::show).collect::<Vec<_>>().join("  ++  ")
+}
+
+struct Side {
+    label: String,
+    server: Server,
+    conn: Option<RawConn>,
+    timeout: Duration,
+}
+
+impl Side {
+    /// A fresh connection, restarting the server first if it died. A crash is
+    /// returned as a note for the report.
+    fn connect(&mut self, proto: u8) -> Option<String> {
+        let mut note = None;
+        let mut conn = RawConn::try_connect(self.server.port).ok();
+        if conn.is_none() {
+            if !self.server.is_running() {
+                note = Some(format!(
+                    "{} is not running any more (crashed?); restarting it with an empty data set. Its output:\n{}",
+                    self.label,
+                    tail(&self.server.output(), 4000)
+                ));
+                self.server.restart();
+            }
+            conn = Some(RawConn::connect(self.server.port));
+        }
+        let mut conn = conn.unwrap();
+        conn.set_timeout(self.timeout);
+        if proto == 3 {
+            conn.send(&[b"HELLO", b"3"]);
+            let _ = conn.try_read_reply();
+        }
+        self.conn = Some(conn);
+        note
+    }
+
+    fn conn(&mut self) -> &mut RawConn {
+        self.conn.as_mut().expect("connected")
+    }
+
+    fn call(&mut self, args: &[&[u8]]) -> Out {
+        let c = self.conn();
+        if c.try_send(args).is_err() {
+            return Out::Closed;
+        }
+        read_out(c)
+    }
+
+    /// Leaves the connection in a fresh state for a script: RESET (or a new
+    /// connection when RESET is not answered as Valkey does), FLUSHALL,
+    /// SELECT 0, then `HELLO 3` under RESP3, whose reply is returned.
+    fn reset(&mut self, proto: u8, notes: &mut Vec<String>) -> Result<Option<Out>, String> {
+        let mut kept = false;
+        if let Some(c) = self.conn.as_mut() {
+            if c.pending().is_empty() && c.try_send(&[b"RESET"]).is_ok() {
+                kept = matches!(c.try_read_reply(), Ok(r) if r == b"+RESET\r\n");
+            }
+        }
+        if !kept {
+            if let Some(n) = self.connect(2) {
+                notes.push(n);
+            }
+        }
+        for cmd in [&[&b"FLUSHALL"[..]][..], &[b"SELECT", b"0"]] {
+            let out = self.call(cmd);
+            if out != Out::Reply(b"+OK\r\n".to_vec()) {
+                let shown = cmd.iter().map(|a| String::from_utf8_lossy(a)).collect::<Vec<_>>().join(" ");
+                if out.breaks_connection() {
+                    if let Some(n) = self.connect(2) {
+                        notes.push(n);
+                    }
+                }
+                return Err(format!("{}: setup command {shown} answered {}", self.label, out.show()));
+            }
+        }
+        if proto == 3 {
+            let out = self.call(&[b"HELLO", b"3"]);
+            if out.breaks_connection() {
+                if let Some(n) = self.connect(3) {
+                    notes.push(n);
+                }
+            }
+            return Ok(Some(out));
+        }
+        Ok(None)
+    }
+}
+
+fn read_out(c: &mut RawConn) -> Out {
+    match c.try_read_reply() {
+        Ok(r) => Out::Reply(r),
+        Err(ReadError::Closed) | Err(ReadError::Io(_)) => Out::Closed,
+        Err(ReadError::Timeout) => Out::Timeout,
+        Err(ReadError::Protocol(e)) => Out::Invalid(format!("{e}; bytes: {}", escape(c.pending()))),
+    }
+}
+
+fn tail(s: &str, n: usize) -> &str {
+    let mut start = s.len().saturating_sub(n);
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    &s[start..]
+}
+
+/// Runs one line on one side (no close check, no reconnect).
+fn exec(side: &mut Side, action: &Action) -> Vec<Out> {
+    let c = side.conn();
+    match action {
+        Action::Cmd(args) | Action::NoReply(args) => {
+            let refs: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
+            if c.try_send(&refs).is_err() {
+                return vec![Out::Closed];
+            }
+            if matches!(action, Action::NoReply(_)) {
+                return vec![];
+            }
+            vec![read_out(c)]
+        }
+        Action::Raw { bytes, replies } => {
+            if c.try_send_raw(bytes).is_err() {
+                return vec![Out::Closed];
+            }
+            let mut outs = Vec::new();
+            for _ in 0..*replies {
+                let o = read_out(c);
+                let stop = o.breaks_connection();
+                outs.push(o);
+                if stop {
+                    break;
+                }
+            }
+            outs
+        }
+    }
+}
+
+struct Mismatch {
+    file: String,
+    lineno: usize,
+    proto: u8,
+    mode: String,
+    text: String,
+    a: String,
+    b: String,
+    note: Option<String>,
+}
+
+struct Run {
+    a: Side,
+    b: Side,
+    compared: usize,
+    mismatches: Vec<Mismatch>,
+    notes: Vec<String>,
+}
+
+impl Run {
+    fn record(&mut self, file: &str, line: &Line, proto: u8, a: &[Out], b: &[Out], note: Option<String>) {
+        self.mismatches.push(Mismatch {
+            file: file.to_string(),
+            lineno: line.lineno,
+            proto,
+            mode: line.mode.describe(),
+            text: line.text.clone(),
+            a: show_outs(a),
+            b: show_outs(b),
+            note,
+        });
+    }
+
+    fn run_script(&mut self, file: &str, lines: &[Line], proto: u8) {
+        let mut notes = Vec::new();
+        let ra = self.a.reset(proto, &mut notes);
+        let rb = self.b.reset(proto, &mut notes);
+        self.notes.extend(notes.drain(..).map(|n| format!("{file} [RESP{proto}] setup: {n}")));
+        let setup_line = |text: &str| Line {
+            lineno: 0,
+            text: text.to_string(),
+            mode: Mode::Shape,
+            only: None,
+            action: Action::Cmd(vec![]),
+        };
+        match (ra, rb) {
+            (Ok(ha), Ok(hb)) => {
+                if let (Some(ha), Some(hb)) = (ha, hb) {
+                    self.compared += 1;
+                    if !outs_equal(&Mode::Shape, &[ha.clone()], &[hb.clone()]).0 {
+                        self.record(file, &setup_line("HELLO 3 (harness setup)"), proto, &[ha], &[hb], None);
+                    }
+                }
+            }
+            (ra, rb) => {
+                let msg = [ra.err(), rb.err()].into_iter().flatten().collect::<Vec<_>>().join("; ");
+                self.record(
+                    file,
+                    &setup_line("RESET / FLUSHALL / SELECT 0 (harness setup)"),
+                    proto,
+                    &[],
+                    &[],
+                    Some(format!("setup failed, script skipped: {msg}")),
+                );
+                return;
+            }
+        }
+        for line in lines {
+            if line.only.is_some_and(|p| p != proto) {
+                continue;
+            }
+            let mut oa = exec(&mut self.a, &line.action);
+            let mut ob = exec(&mut self.b, &line.action);
+            if matches!(line.action, Action::Raw { .. }) {
+                std::thread::sleep(CLOSE_PROBE);
+                for (side, outs) in [(&mut self.a, &mut oa), (&mut self.b, &mut ob)] {
+                    if !outs.iter().any(Out::breaks_connection) && side.conn().is_closed(Duration::from_millis(1)) {
+                        outs.push(Out::Closed);
+                    }
+                }
+            }
+            self.compared += 1;
+            let (same, explain) = outs_equal(&line.mode, &oa, &ob);
+            let mut crash_notes = Vec::new();
+            for (side, outs) in [(&mut self.a, &oa), (&mut self.b, &ob)] {
+                if outs.iter().any(Out::breaks_connection) {
+                    if let Some(n) = side.connect(proto) {
+                        crash_notes.push(n);
+                    }
+                }
+            }
+            for n in &crash_notes {
+                self.notes.push(format!("{file}:{} [RESP{proto}] {}: {n}", line.lineno, line.text));
+            }
+            if !same || !crash_notes.is_empty() {
+                let mut note = explain;
+                if !crash_notes.is_empty() {
+                    note = Some(
+                        note.into_iter().chain(crash_notes.into_iter().map(|n| tail(&n, 600).to_string())).collect::<Vec<_>>().join("\n"),
+                    );
+                }
+                self.record(file, line, proto, &oa, &ob, note);
+            }
+        }
+    }
+}
+
+fn outs_equal(mode: &Mode, a: &[Out], b: &[Out]) -> (bool, Option<String>) {
+    if a.len() != b.len() {
+        return (false, None);
+    }
+    for (x, y) in a.iter().zip(b) {
+        match (x, y) {
+            (Out::Reply(x), Out::Reply(y)) => {
+                if let Err(explain) = compare(mode, x, y) {
+                    return (false, explain);
+                }
+            }
+            (x, y) if x == y => {}
+            _ => return (false, None),
+        }
+    }
+    (true, None)
+}
+
+fn script_dir() -> PathBuf {
+    match std::env::var_os("DIFF_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("diff"),
+    }
+}
+
+fn script_files() -> Vec<PathBuf> {
+    let dir = script_dir();
+    let mut all: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "txt"))
+        .collect();
+    all.sort();
+    if let Ok(only) = std::env::var("DIFF_FILE") {
+        let wanted: Vec<String> =
+            only.split(',').map(|s| s.trim().trim_end_matches(".txt").to_string()).filter(|s| !s.is_empty()).collect();
+        for w in &wanted {
+            assert!(
+                all.iter().any(|p| p.file_stem().is_some_and(|s| s == w.as_str())),
+                "DIFF_FILE names {w}, but there is no {}/{w}.txt",
+                dir.display()
+            );
+        }
+        all.retain(|p| p.file_stem().is_some_and(|s| wanted.iter().any(|w| s == w.as_str())));
+    }
+    assert!(!all.is_empty(), "no scripts (*.txt) in {}", dir.display());
+    all
+}
+
+/// Writes to the process's stderr directly, so it shows with or without
+/// `--nocapture`.
+fn say(s: &str) {
+    let mut e = std::io::stderr().lock();
+    let _ = e.write_all(s.as_bytes());
+    let _ = e.write_all(b"\n");
+}
+
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "no" | "false"))
+}
+
+#[test]
+fn differential() {
+    if let Err(e) = common::valkey_server_path() {
+        panic!("{e}");
+    }
+    let files = script_files();
+    let mut scripts = Vec::new();
+    let mut script_errors = Vec::new();
+    for path in &files {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let src = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        match parse_script(&src) {
+            Ok(lines) => scripts.push((name, lines)),
+            Err(errs) => script_errors.extend(errs.into_iter().map(|e| format!("{name} {e}"))),
+        }
+    }
+    assert!(script_errors.is_empty(), "script errors:\n{}", script_errors.join("\n"));
+
+    let self_check = env_flag("DIFF_SELF_CHECK");
+    let timeout = std::env::var("DIFF_TIMEOUT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(common::REPLY_TIMEOUT);
+    let reference = Valkey::start().into_server();
+    let (label_a, subject) = if self_check {
+        ("valkey#2".to_string(), Valkey::start().into_server())
+    } else {
+        ("ferrokey".to_string(), Server::start())
+    };
+    let side = |label: String, server: Server| Side { label, server, conn: None, timeout };
+    let mut run = Run {
+        a: side(label_a.clone(), subject),
+        b: side("valkey".to_string(), reference),
+        compared: 0,
+        mismatches: Vec::new(),
+        notes: Vec::new(),
+    };
+    run.a.connect(2);
+    run.b.connect(2);
+
+    let mut per_file = Vec::new();
+    for (name, lines) in &scripts {
+        let (c0, m0) = (run.compared, run.mismatches.len());
+        for proto in [2, 3] {
+            run.run_script(name, lines, proto);
+        }
+        let line = format!(
+            "differential: {name}: {} lines, {} compared, {} mismatches",
+            lines.len(),
+            run.compared - c0,
+            run.mismatches.len() - m0
+        );
+        say(&line);
+        per_file.push(line);
+    }
+
+    let (a, b) = (&run.a.label, &run.b.label);
+    let width = a.len().max(b.len());
+    let mut report = String::new();
+    for (i, m) in run.mismatches.iter().enumerate() {
+        if i < SHOW_IN_FULL {
+            let _ = writeln!(report, "--- {}:{} [RESP{}] ({})", m.file, m.lineno, m.proto, m.mode);
+            let _ = writeln!(report, "{:width$} : {}", "command", m.text);
+            let _ = writeln!(report, "{a:width$} : {}", m.a);
+            let _ = writeln!(report, "{b:width$} : {}", m.b);
+            if let Some(n) = &m.note {
+                let _ = writeln!(report, "{:width$} : {}", "note", n);
+            }
+        } else {
+            if i == SHOW_IN_FULL {
+                let _ = writeln!(report, "--- and {} more:", run.mismatches.len() - SHOW_IN_FULL);
+            }
+            let _ = writeln!(report, "{}:{} [RESP{}] {}", m.file, m.lineno, m.proto, m.text);
+        }
+    }
+    for n in &run.notes {
+        let _ = writeln!(report, "note: {n}");
+    }
+    let summary = format!("differential: {} commands compared, {} mismatches", run.compared, run.mismatches.len());
+    say(&summary);
+    if !run.mismatches.is_empty() {
+        panic!(
+            "{summary} ({a} vs {b})\n{}\n{report}{summary}",
+            per_file.join("\n")
+        );
+    }
+}
