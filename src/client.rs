@@ -49,6 +49,16 @@ pub struct ClientInfo {
     /// once pending replies are written.
     pub close_requested: Cell<bool>,
     pub kill: Notify,
+    /// Bytes read from and written to this connection (CLIENT LIST
+    /// tot-net-in / tot-net-out); the connection loop adds to them.
+    pub net_input_bytes: Cell<u64>,
+    pub net_output_bytes: Cell<u64>,
+    /// How many channels, patterns and shard channels the client is
+    /// subscribed to: a client with any is a pub/sub client to CLIENT
+    /// LIST and CLIENT KILL TYPE, and shows them as sub/psub/ssub.
+    pub subscribed_channels: Cell<usize>,
+    pub subscribed_patterns: Cell<usize>,
+    pub subscribed_shard_channels: Cell<usize>,
 }
 
 impl ClientInfo {
@@ -75,6 +85,11 @@ impl ClientInfo {
             reply_mode: Cell::new(ReplyMode::On),
             close_requested: Cell::new(false),
             kill: Notify::new(),
+            net_input_bytes: Cell::new(0),
+            net_output_bytes: Cell::new(0),
+            subscribed_channels: Cell::new(0),
+            subscribed_patterns: Cell::new(0),
+            subscribed_shard_channels: Cell::new(0),
         }
     }
 
@@ -82,6 +97,11 @@ impl ClientInfo {
     pub fn request_kill(&self) {
         self.close_requested.set(true);
         self.kill.notify_one();
+    }
+
+    /// Whether the client is in pub/sub mode (subscribed to anything).
+    pub fn is_pubsub(&self) -> bool {
+        self.subscribed_channels.get() + self.subscribed_patterns.get() + self.subscribed_shard_channels.get() > 0
     }
 }
 
@@ -106,6 +126,26 @@ impl Client {
     pub fn set_resp(&mut self, version: u8) {
         self.resp3 = version == 3;
         self.info.resp.set(version);
+    }
+
+    /// Brings the connection back to the state of a new one (RESET): db 0,
+    /// RESP2, no name, replies on, no-evict and no-touch off, and
+    /// authenticated only if no password is required. The library name and
+    /// version stay: they describe the software behind the connection,
+    /// which has not changed.
+    pub fn reset(&mut self, authenticated: bool) {
+        self.select(0);
+        self.set_resp(2);
+        self.info.authenticated.set(authenticated);
+        *self.info.name.borrow_mut() = None;
+        // A reply being skipped right now (CLIENT REPLY SKIP just before
+        // RESET) stays skipped: only the modes that last beyond the
+        // current command are cleared.
+        if matches!(self.info.reply_mode.get(), ReplyMode::Off | ReplyMode::SkipNext) {
+            self.info.reply_mode.set(ReplyMode::On);
+        }
+        self.info.no_evict.set(false);
+        self.info.no_touch.set(false);
     }
 }
 

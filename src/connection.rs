@@ -140,6 +140,7 @@ async fn serve(mut stream: TcpStream, state: &Rc<RefCell<ServerState>>, info: Rc
             Ok(n) => {
                 let mut st = state.borrow_mut();
                 st.stats.total_net_input_bytes += n as u64;
+                info.net_input_bytes.set(info.net_input_bytes.get() + n as u64);
                 st.stats.total_reads_processed += 1;
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -175,6 +176,7 @@ async fn serve(mut stream: TcpStream, state: &Rc<RefCell<ServerState>>, info: Rc
             }
             let mut st = state.borrow_mut();
             st.stats.total_net_output_bytes += len as u64;
+            info.net_output_bytes.set(info.net_output_bytes.get() + len as u64);
             st.stats.total_writes_processed += 1;
         }
         out.buf.clear();
@@ -230,7 +232,7 @@ pub fn process_input(
             }
             Err(e) => {
                 log_verbose!("Protocol error ({e}) from client id={}", client.info.id);
-                out.error(&e.to_string());
+                out.error(&format!("ERR {e}"));
                 client.info.close_requested.set(true);
                 break;
             }
@@ -252,12 +254,24 @@ pub fn execute(st: &mut ServerState, client: &mut Client, out: &mut Reply, args:
         info.reply_mode.set(ReplyMode::Skipping);
     }
     let result = run_checked(st, client, out, args, now_ms);
-    if let Err(e) = result {
-        st.stats.total_error_replies += 1;
-        out.error(&e.0);
+    let ran = match result {
+        Ok(()) => true,
+        Err(Rejection::BeforeRun(e)) => {
+            st.stats.total_error_replies += 1;
+            out.error(&e.0);
+            false
+        }
+        Err(Rejection::Failed(e)) => {
+            st.stats.total_error_replies += 1;
+            out.error(&e.0);
+            true
+        }
+    };
+    // Like Valkey, only commands that reached their handler count as processed.
+    if ran {
+        st.stats.total_commands_processed += 1;
+        info.commands_processed.set(info.commands_processed.get() + 1);
     }
-    st.stats.total_commands_processed += 1;
-    info.commands_processed.set(info.commands_processed.get() + 1);
     st.collect_expired();
     match info.reply_mode.get() {
         ReplyMode::Off => out.buf.truncate(mark),
@@ -269,36 +283,44 @@ pub fn execute(st: &mut ServerState, client: &mut Client, out: &mut Reply, args:
     }
 }
 
+/// Why a command produced an error: refused before its handler ran
+/// (unknown, arity, auth, protection) or failed inside it.
+enum Rejection {
+    BeforeRun(command::CmdError),
+    Failed(command::CmdError),
+}
+
 fn run_checked(
     st: &mut ServerState,
     client: &mut Client,
     out: &mut Reply,
     args: &[&[u8]],
     now_ms: i64,
-) -> command::CmdResult {
+) -> Result<(), Rejection> {
     let table = command::table();
-    let spec = command::lookup(table, args)?;
-    command::check_arity(spec, args.len())?;
+    let spec = command::lookup(table, args).map_err(Rejection::BeforeRun)?;
     {
+        // Recorded before the arity check, as Valkey's CLIENT LIST cmd= shows it.
         let mut last = client.info.last_cmd.borrow_mut();
         last.clear();
         last.push_str(&spec.name);
     }
+    command::check_arity(spec, args.len()).map_err(Rejection::BeforeRun)?;
     if spec.has(command::flags::PROTECTED) && !debug_allowed(st, client) {
-        return Err("ERR DEBUG command not allowed. If the enable-debug-command option is set to \"local\", you can run it from a local connection, otherwise you need to set this option in the configuration file, and then restart the server.".into());
+        return Err(Rejection::BeforeRun("ERR DEBUG command not allowed. If the enable-debug-command option is set to \"local\", you can run it from a local connection, otherwise you need to set this option in the configuration file, and then restart the server.".into()));
     }
     if !client.info.authenticated.get() && !spec.has(command::flags::NO_AUTH) {
-        return Err(command::errors::NOAUTH.into());
+        return Err(Rejection::BeforeRun(command::errors::NOAUTH.into()));
     }
     let Some(handler) = spec.handler else {
-        return Err(command::arity_error(&spec.name));
+        return Err(Rejection::BeforeRun(command::arity_error(&spec.name)));
     };
     let started = std::time::Instant::now();
     let mut ctx = Ctx { srv: st, client, out, now_ms };
     let result = handler(&mut ctx, args);
     let micros = started.elapsed().as_micros() as u64;
     ctx.srv.slowlog.record(args, micros, now_ms, &ctx.client.info);
-    result
+    result.map_err(Rejection::Failed)
 }
 
 fn debug_allowed(st: &ServerState, client: &Client) -> bool {

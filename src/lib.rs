@@ -9,6 +9,7 @@ pub mod connection;
 pub mod db;
 pub mod glob;
 pub mod log;
+pub mod longdouble;
 pub mod reply;
 pub mod server;
 pub mod slowlog;

@@ -46,6 +46,12 @@ fn main() {
     if config.daemonize {
         daemonize();
     }
+    // Valkey changes into `dir` while reading its config, so a relative
+    // logfile or pidfile is relative to `dir`: do the same before using them.
+    if let Err(e) = config.apply_dir() {
+        eprintln!("Can't chdir to '{}': {e}", config.dir.display());
+        std::process::exit(1);
+    }
     if let Err(e) = log::configure(log_level(&config), &config.logfile) {
         eprintln!("Can't open the log file: {e}");
         std::process::exit(1);
@@ -63,10 +69,6 @@ fn main() {
     }
     for name in config.unimplemented_directives_set() {
         log_warning!("Directive '{name}' is accepted for compatibility but not implemented yet: ignored");
-    }
-    if let Err(e) = config.apply_dir() {
-        log_warning!("Can't chdir to '{}': {e}", config.dir.display());
-        std::process::exit(1);
     }
     let pidfile = if config.pidfile.is_empty() && config.daemonize {
         format!("/var/run/ferrokey_{}.pid", config.port)

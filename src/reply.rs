@@ -207,4 +207,19 @@ impl Reply {
             Value::BulkError(e) => self.error(&String::from_utf8_lossy(e)),
         }
     }
+
+    /// The reply of a container's HELP subcommand: a header naming the
+    /// command as the client typed it (upper-cased), the given lines, and
+    /// the HELP entry itself, each as a status line.
+    pub fn help(&mut self, command: &[u8], lines: &[&str]) {
+        self.array(lines.len() + 3);
+        let mut header = command.to_ascii_uppercase();
+        header.extend_from_slice(b" <subcommand> [<arg> [value] [opt] ...]. Subcommands are:");
+        self.simple_bytes(&header);
+        for line in lines {
+            self.simple(line);
+        }
+        self.simple("HELP");
+        self.simple("    Print this help.");
+    }
 }

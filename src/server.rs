@@ -349,7 +349,8 @@ fn close_idle_clients(st: &mut ServerState) {
     }
     let now = unix_ms();
     for info in st.clients.by_id.values() {
-        if now - info.last_interaction_ms.get() > timeout as i64 * 1000 {
+        // Subscribers wait for messages, not commands: they never time out.
+        if !info.is_pubsub() && now - info.last_interaction_ms.get() > timeout as i64 * 1000 {
             log_verbose!("Closing idle client");
             info.request_kill();
         }

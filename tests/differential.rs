@@ -8,6 +8,8 @@
 //! - `DIFF_SELF_CHECK=1`: compare valkey-server against a second
 //!   valkey-server, which proves the scripts' prefixes are right.
 //! - `DIFF_TIMEOUT_MS`: how long to wait for one reply (default 5000).
+//! - `DIFF_SHOW=1`: print every line with valkey's reply (for script authors).
+//! - `DIFF_FULL=N`: show N mismatches in full (default 50), the rest in one line each.
 //! - `DIFF_DIR`: the scripts' folder (default `tests/diff`).
 
 mod common;
@@ -24,6 +26,8 @@ use ferrokey_formats::resp::split_args;
 /// How long to wait, after a `[raw]` line, before checking whether the
 /// server closed the connection.
 const CLOSE_PROBE: Duration = Duration::from_millis(150);
+/// How long to watch for a reply that should not come after `[noreply]`.
+const NOREPLY_WAIT: Duration = Duration::from_millis(100);
 /// How many mismatches the failure message shows in full.
 const SHOW_IN_FULL: usize = 50;
 /// Replies longer than this are cut in mismatch reports.
@@ -96,7 +100,13 @@ fn parse_script(src: &str) -> Result<Vec<Line>, Vec<String>> {
             continue;
         }
         match parse_line(text) {
-            Ok((mode, only, action)) => lines.push(Line { lineno, text: text.to_string(), mode, only, action }),
+            Ok((mode, only, action)) => lines.push(Line {
+                lineno,
+                text: text.to_string(),
+                mode,
+                only,
+                action,
+            }),
             Err(e) => errors.push(format!("line {lineno}: {e}: {text}")),
         }
     }
@@ -123,7 +133,10 @@ fn parse_line(text: &str) -> Result<(Mode, Option<u8>, Action), String> {
             }
             Ok(())
         };
-        let int = |s: &str| s.parse::<i64>().map_err(|_| format!("not an integer in a prefix: {s:?}"));
+        let int = |s: &str| {
+            s.parse::<i64>()
+                .map_err(|_| format!("not an integer in a prefix: {s:?}"))
+        };
         match words.as_slice() {
             ["sorted"] => set_mode(Mode::Sorted)?,
             ["shape"] => set_mode(Mode::Shape)?,
@@ -147,7 +160,10 @@ fn parse_line(text: &str) -> Result<(Mode, Option<u8>, Action), String> {
             if noreply {
                 return Err("[raw] and [noreply] together (use [raw 0])".into());
             }
-            Action::Raw { bytes: unescape(rest)?, replies }
+            Action::Raw {
+                bytes: unescape(rest)?,
+                replies,
+            }
         }
         None => {
             let args = split_args(rest.as_bytes()).ok_or("unbalanced quotes")?;
@@ -185,7 +201,10 @@ fn unescape(s: &str) -> Result<Vec<u8>, String> {
             b'\\' => out.push(b'\\'),
             b'x' => {
                 let hex = s.get(i..i + 2).ok_or("a short \\x escape")?;
-                out.push(u8::from_str_radix(hex, 16).map_err(|_| format!("a bad \\x escape: \\x{hex}"))?);
+                out.push(
+                    u8::from_str_radix(hex, 16)
+                        .map_err(|_| format!("a bad \\x escape: \\x{hex}"))?,
+                );
                 i += 2;
             }
             other => return Err(format!("an unknown escape \\{}", other as char)),
@@ -208,7 +227,8 @@ struct Node<'a> {
 
 impl Node<'_> {
     fn is_null(&self) -> bool {
-        self.kind == b'_' || (matches!(self.kind, b'$' | b'*' | b'=' | b'!' | b'~' | b'%') && self.head == b"-1")
+        self.kind == b'_'
+            || (matches!(self.kind, b'$' | b'*' | b'=' | b'!' | b'~' | b'%') && self.head == b"-1")
     }
     fn is_error(&self) -> bool {
         matches!(self.kind, b'-' | b'!')
@@ -260,7 +280,15 @@ fn tree(buf: &[u8]) -> Result<(Node<'_>, usize), String> {
         }
         other => return Err(format!("unknown type byte {:?}", other as char)),
     }
-    Ok((Node { kind, head, raw: &buf[..pos], children }, pos))
+    Ok((
+        Node {
+            kind,
+            head,
+            raw: &buf[..pos],
+            children,
+        },
+        pos,
+    ))
 }
 
 fn parse_tree(buf: &[u8]) -> Option<Node<'_>> {
@@ -310,7 +338,12 @@ fn shape(n: &Node, deep: bool) -> String {
     (n.kind as char).to_string()
 }
 
-/// The `# Section` headers and field names of an INFO-like text.
+/// INFO fields whose names start with this are ferrokey's own additions and
+/// are left out of `[info]` comparisons.
+const OWN_INFO_PREFIX: &str = "ferrokey_";
+
+/// The `# Section` headers and field names of an INFO-like text (without
+/// ferrokey's own fields).
 fn info_fields(n: &Node) -> Option<BTreeSet<String>> {
     let body = match n.kind {
         b'$' if !n.is_null() => &n.raw[n.head.len() + 3..n.raw.len() - 2],
@@ -321,8 +354,14 @@ fn info_fields(n: &Node) -> Option<BTreeSet<String>> {
     Some(
         text.lines()
             .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(|l| if l.starts_with('#') { l.to_string() } else { l.split(':').next().unwrap().to_string() })
+            .filter(|l| !l.is_empty() && !l.starts_with(OWN_INFO_PREFIX))
+            .map(|l| {
+                if l.starts_with('#') {
+                    l.to_string()
+                } else {
+                    l.split(':').next().unwrap().to_string()
+                }
+            })
             .collect(),
     )
 }
@@ -336,9 +375,17 @@ fn compare(mode: &Mode, a: &[u8], b: &[u8]) -> Result<(), Option<String>> {
     if *mode == Mode::Exact {
         return Err(None);
     }
-    let (Some(na), Some(nb)) = (parse_tree(a), parse_tree(b)) else { return Err(None) };
+    let (Some(na), Some(nb)) = (parse_tree(a), parse_tree(b)) else {
+        return Err(None);
+    };
     if *mode == Mode::ErrCode {
-        let code = |n: &Node| n.raw[1..].split(|&c| c == b' ' || c == b'\r').next().unwrap_or(b"").to_vec();
+        let code = |n: &Node| {
+            n.raw[1..]
+                .split(|&c| c == b' ' || c == b'\r')
+                .next()
+                .unwrap_or(b"")
+                .to_vec()
+        };
         return if na.is_error() && nb.is_error() && na.kind == nb.kind && code(&na) == code(&nb) {
             Ok(())
         } else {
@@ -367,14 +414,16 @@ fn compare(mode: &Mode, a: &[u8], b: &[u8]) -> Result<(), Option<String>> {
             if na.kind != nb.kind {
                 return Err(None);
             }
-            let (Some(fa), Some(fb)) = (info_fields(&na), info_fields(&nb)) else { return Err(None) };
+            let (Some(fa), Some(fb)) = (info_fields(&na), info_fields(&nb)) else {
+                return Err(None);
+            };
             if fa == fb {
                 true
             } else {
                 let only_a: Vec<&str> = fa.difference(&fb).map(|s| s.as_str()).collect();
                 let only_b: Vec<&str> = fb.difference(&fa).map(|s| s.as_str()).collect();
                 return Err(Some(format!(
-                    "fields only in the first: [{}]; fields only in the second: [{}]",
+                    "fields only in <A>: [{}]; fields only in <B>: [{}]",
                     only_a.join(", "),
                     only_b.join(", ")
                 )));
@@ -426,7 +475,10 @@ fn show_outs(outs: &[Out]) -> String {
     if outs.is_empty() {
         return "<nothing read>".into();
     }
-    outs.iter().map(Out::show).collect::<Vec<_>>().join("  ++  ")
+    outs.iter()
+        .map(Out::show)
+        .collect::<Vec<_>>()
+        .join("  ++  ")
 }
 
 struct Side {
@@ -445,9 +497,9 @@ impl Side {
         if conn.is_none() {
             if !self.server.is_running() {
                 note = Some(format!(
-                    "{} is not running any more (crashed?); restarting it with an empty data set. Its output:\n{}",
+                    "{} stopped running (crashed?) and was restarted with an empty data set\nthe last of its output:\n{}",
                     self.label,
-                    tail(&self.server.output(), 4000)
+                    tail(&self.server.output(), 3000)
                 ));
                 self.server.restart();
             }
@@ -455,8 +507,7 @@ impl Side {
         }
         let mut conn = conn.unwrap();
         conn.set_timeout(self.timeout);
-        if proto == 3 {
-            conn.send(&[b"HELLO", b"3"]);
+        if proto == 3 && conn.try_send(&[b"HELLO", b"3"]).is_ok() {
             let _ = conn.try_read_reply();
         }
         self.conn = Some(conn);
@@ -477,8 +528,9 @@ impl Side {
 
     /// Leaves the connection in a fresh state for a script: RESET (or a new
     /// connection when RESET is not answered as Valkey does), FLUSHALL,
-    /// SELECT 0, then `HELLO 3` under RESP3, whose reply is returned.
-    fn reset(&mut self, proto: u8, notes: &mut Vec<String>) -> Result<Option<Out>, String> {
+    /// SELECT 0, then `HELLO 3` under RESP3. Returns the setup commands'
+    /// failures and the reply to `HELLO 3`.
+    fn reset(&mut self, proto: u8, notes: &mut Vec<String>) -> (Vec<String>, Option<Out>) {
         let mut kept = false;
         if let Some(c) = self.conn.as_mut() {
             if c.pending().is_empty() && c.try_send(&[b"RESET"]).is_ok() {
@@ -486,32 +538,36 @@ impl Side {
             }
         }
         if !kept {
-            if let Some(n) = self.connect(2) {
-                notes.push(n);
-            }
+            notes.extend(self.connect(2));
         }
+        let mut failures = Vec::new();
         for cmd in [&[&b"FLUSHALL"[..]][..], &[b"SELECT", b"0"]] {
             let out = self.call(cmd);
             if out != Out::Reply(b"+OK\r\n".to_vec()) {
-                let shown = cmd.iter().map(|a| String::from_utf8_lossy(a)).collect::<Vec<_>>().join(" ");
+                let shown = cmd
+                    .iter()
+                    .map(|a| String::from_utf8_lossy(a))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                failures.push(format!(
+                    "{} answered {shown} with {}",
+                    self.label,
+                    out.show()
+                ));
                 if out.breaks_connection() {
-                    if let Some(n) = self.connect(2) {
-                        notes.push(n);
-                    }
+                    notes.extend(self.connect(2));
                 }
-                return Err(format!("{}: setup command {shown} answered {}", self.label, out.show()));
             }
         }
+        let mut hello = None;
         if proto == 3 {
             let out = self.call(&[b"HELLO", b"3"]);
             if out.breaks_connection() {
-                if let Some(n) = self.connect(3) {
-                    notes.push(n);
-                }
+                notes.extend(self.connect(3));
             }
-            return Ok(Some(out));
+            hello = Some(out);
         }
-        Ok(None)
+        (failures, hello)
     }
 }
 
@@ -565,6 +621,8 @@ fn exec(side: &mut Side, action: &Action) -> Vec<Out> {
 }
 
 struct Mismatch {
+    /// The command (and subcommand) name, for the summary by command.
+    group: String,
     file: String,
     lineno: usize,
     proto: u8,
@@ -581,11 +639,26 @@ struct Run {
     compared: usize,
     mismatches: Vec<Mismatch>,
     notes: Vec<String>,
+    /// Print every line with the reference's reply (`DIFF_SHOW=1`).
+    show: bool,
 }
 
 impl Run {
-    fn record(&mut self, file: &str, line: &Line, proto: u8, a: &[Out], b: &[Out], note: Option<String>) {
+    fn record(
+        &mut self,
+        file: &str,
+        line: &Line,
+        proto: u8,
+        a: &[Out],
+        b: &[Out],
+        note: Option<String>,
+    ) {
+        let note = note.map(|n| {
+            n.replace("<A>", &self.a.label)
+                .replace("<B>", &self.b.label)
+        });
         self.mismatches.push(Mismatch {
+            group: group_of(line),
             file: file.to_string(),
             lineno: line.lineno,
             proto,
@@ -601,7 +674,11 @@ impl Run {
         let mut notes = Vec::new();
         let ra = self.a.reset(proto, &mut notes);
         let rb = self.b.reset(proto, &mut notes);
-        self.notes.extend(notes.drain(..).map(|n| format!("{file} [RESP{proto}] setup: {n}")));
+        self.notes.extend(
+            notes
+                .drain(..)
+                .map(|n| format!("{file} [RESP{proto}] setup: {n}")),
+        );
         let setup_line = |text: &str| Line {
             lineno: 0,
             text: text.to_string(),
@@ -609,26 +686,32 @@ impl Run {
             only: None,
             action: Action::Cmd(vec![]),
         };
-        match (ra, rb) {
-            (Ok(ha), Ok(hb)) => {
-                if let (Some(ha), Some(hb)) = (ha, hb) {
-                    self.compared += 1;
-                    if !outs_equal(&Mode::Shape, &[ha.clone()], &[hb.clone()]).0 {
-                        self.record(file, &setup_line("HELLO 3 (harness setup)"), proto, &[ha], &[hb], None);
-                    }
-                }
-            }
-            (ra, rb) => {
-                let msg = [ra.err(), rb.err()].into_iter().flatten().collect::<Vec<_>>().join("; ");
+        let ((fa, ha), (fb, hb)) = (ra, rb);
+        if !fa.is_empty() || !fb.is_empty() {
+            let mut line = setup_line("RESET / FLUSHALL / SELECT 0 (harness setup)");
+            line.mode = Mode::Exact;
+            let msg = fa.into_iter().chain(fb).collect::<Vec<_>>().join("; ");
+            let note =
+                format!("setup failed: {msg}; the script runs anyway, on whatever state is left");
+            self.record(file, &line, proto, &[], &[], Some(note));
+        }
+        if let (Some(ha), Some(hb)) = (ha, hb) {
+            self.compared += 1;
+            if !outs_equal(
+                &Mode::Shape,
+                std::slice::from_ref(&ha),
+                std::slice::from_ref(&hb),
+            )
+            .0
+            {
                 self.record(
                     file,
-                    &setup_line("RESET / FLUSHALL / SELECT 0 (harness setup)"),
+                    &setup_line("HELLO 3 (harness setup)"),
                     proto,
-                    &[],
-                    &[],
-                    Some(format!("setup failed, script skipped: {msg}")),
+                    &[ha],
+                    &[hb],
+                    None,
                 );
-                return;
             }
         }
         for line in lines {
@@ -637,13 +720,22 @@ impl Run {
             }
             let mut oa = exec(&mut self.a, &line.action);
             let mut ob = exec(&mut self.b, &line.action);
-            if matches!(line.action, Action::Raw { .. }) {
-                std::thread::sleep(CLOSE_PROBE);
-                for (side, outs) in [(&mut self.a, &mut oa), (&mut self.b, &mut ob)] {
-                    if !outs.iter().any(Out::breaks_connection) && side.conn().is_closed(Duration::from_millis(1)) {
-                        outs.push(Out::Closed);
+            match line.action {
+                Action::Raw { .. } => probe_close(&mut self.a, &mut oa, &mut self.b, &mut ob),
+                Action::NoReply(_) => {
+                    for (side, outs) in [(&mut self.a, &mut oa), (&mut self.b, &mut ob)] {
+                        take_unexpected(side, outs);
                     }
                 }
+                Action::Cmd(_) => {}
+            }
+            if self.show {
+                say(&format!(
+                    "{file}:{} [RESP{proto}] {}\n    -> {}",
+                    line.lineno,
+                    line.text,
+                    show_outs(&ob)
+                ));
             }
             self.compared += 1;
             let (same, explain) = outs_equal(&line.mode, &oa, &ob);
@@ -656,19 +748,106 @@ impl Run {
                 }
             }
             for n in &crash_notes {
-                self.notes.push(format!("{file}:{} [RESP{proto}] {}: {n}", line.lineno, line.text));
+                self.notes.push(format!(
+                    "{file}:{} [RESP{proto}] {}: {n}",
+                    line.lineno, line.text
+                ));
             }
             if !same || !crash_notes.is_empty() {
-                let mut note = explain;
-                if !crash_notes.is_empty() {
-                    note = Some(
-                        note.into_iter().chain(crash_notes.into_iter().map(|n| tail(&n, 600).to_string())).collect::<Vec<_>>().join("\n"),
-                    );
-                }
+                let crashed = crash_notes
+                    .iter()
+                    .map(|n| n.lines().next().unwrap_or("").to_string());
+                let note: Vec<String> = explain.into_iter().chain(crashed).collect();
+                let note = (!note.is_empty()).then(|| {
+                    note.join("; ")
+                        + if crash_notes.is_empty() {
+                            ""
+                        } else {
+                            " (see the notes at the end)"
+                        }
+                });
                 self.record(file, line, proto, &oa, &ob, note);
             }
         }
     }
+}
+
+/// After a `[raw]` line whose last reply was an error on either side (a
+/// protocol error closes the connection after its reply), finds out whether
+/// each side closed: waits until both have, or `CLOSE_PROBE` has passed.
+fn probe_close(a: &mut Side, oa: &mut Vec<Out>, b: &mut Side, ob: &mut Vec<Out>) {
+    let ends_in_error =
+        |outs: &Vec<Out>| matches!(outs.last(), Some(Out::Reply(r)) if r.first() == Some(&b'-'));
+    if !ends_in_error(oa) && !ends_in_error(ob) {
+        return;
+    }
+    let deadline = std::time::Instant::now() + CLOSE_PROBE;
+    let mut open = [
+        !oa.iter().any(Out::breaks_connection),
+        !ob.iter().any(Out::breaks_connection),
+    ];
+    let mut sides = [(a, oa), (b, ob)];
+    while open.iter().any(|&o| o) && std::time::Instant::now() < deadline {
+        for (i, (side, outs)) in sides.iter_mut().enumerate() {
+            if open[i] && side.conn().is_closed(Duration::from_millis(2)) {
+                outs.push(Out::Closed);
+                open[i] = false;
+            }
+        }
+    }
+}
+
+/// `CLIENT SETNAME` for a line `CLIENT SETNAME x`, `GET` for `get k`,
+/// `[raw]` for raw lines, `(setup)` for the harness's own commands.
+fn group_of(line: &Line) -> String {
+    const CONTAINERS: &[&str] = &[
+        "ACL", "CLIENT", "CLUSTER", "COMMAND", "CONFIG", "DEBUG", "FUNCTION", "LATENCY", "MEMORY",
+        "MODULE", "OBJECT", "PUBSUB", "SCRIPT", "SLOWLOG", "XGROUP", "XINFO",
+    ];
+    match &line.action {
+        Action::Raw { .. } => "[raw]".into(),
+        Action::Cmd(args) | Action::NoReply(args) => {
+            if line.lineno == 0 {
+                return "(setup)".into();
+            }
+            let word = |i: usize| {
+                args.get(i)
+                    .map(|a| String::from_utf8_lossy(a).to_uppercase())
+            };
+            let first = word(0).unwrap_or_default();
+            match word(1) {
+                Some(sub) if CONTAINERS.contains(&first.as_str()) => format!("{first} {sub}"),
+                _ => first,
+            }
+        }
+    }
+}
+
+/// After a `[noreply]` line: a reply that arrives anyway (within
+/// `NOREPLY_WAIT`) is taken as this line's, so that later lines stay aligned.
+fn take_unexpected(side: &mut Side, outs: &mut Vec<Out>) {
+    if outs.iter().any(Out::breaks_connection) {
+        return;
+    }
+    let c = side.conn();
+    if c.pending().is_empty() && c.is_closed(NOREPLY_WAIT) {
+        outs.push(Out::Closed);
+        return;
+    }
+    if c.pending().is_empty() {
+        return;
+    }
+    c.set_timeout(NOREPLY_WAIT);
+    while !c.pending().is_empty() {
+        let o = read_out(c);
+        let stop = o.breaks_connection();
+        outs.push(o);
+        if stop {
+            break;
+        }
+    }
+    let t = side.timeout;
+    side.conn().set_timeout(t);
 }
 
 fn outs_equal(mode: &Mode, a: &[Out], b: &[Out]) -> (bool, Option<String>) {
@@ -692,7 +871,9 @@ fn outs_equal(mode: &Mode, a: &[Out], b: &[Out]) -> (bool, Option<String>) {
 fn script_dir() -> PathBuf {
     match std::env::var_os("DIFF_DIR") {
         Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("diff"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests")
+            .join("diff"),
     }
 }
 
@@ -705,16 +886,23 @@ fn script_files() -> Vec<PathBuf> {
         .collect();
     all.sort();
     if let Ok(only) = std::env::var("DIFF_FILE") {
-        let wanted: Vec<String> =
-            only.split(',').map(|s| s.trim().trim_end_matches(".txt").to_string()).filter(|s| !s.is_empty()).collect();
+        let wanted: Vec<String> = only
+            .split(',')
+            .map(|s| s.trim().trim_end_matches(".txt").to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
         for w in &wanted {
             assert!(
-                all.iter().any(|p| p.file_stem().is_some_and(|s| s == w.as_str())),
+                all.iter()
+                    .any(|p| p.file_stem().is_some_and(|s| s == w.as_str())),
                 "DIFF_FILE names {w}, but there is no {}/{w}.txt",
                 dir.display()
             );
         }
-        all.retain(|p| p.file_stem().is_some_and(|s| wanted.iter().any(|w| s == w.as_str())));
+        all.retain(|p| {
+            p.file_stem()
+                .is_some_and(|s| wanted.iter().any(|w| s == w.as_str()))
+        });
     }
     assert!(!all.is_empty(), "no scripts (*.txt) in {}", dir.display());
     all
@@ -742,13 +930,18 @@ fn differential() {
     let mut script_errors = Vec::new();
     for path in &files {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let src = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        let src = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
         match parse_script(&src) {
             Ok(lines) => scripts.push((name, lines)),
             Err(errs) => script_errors.extend(errs.into_iter().map(|e| format!("{name} {e}"))),
         }
     }
-    assert!(script_errors.is_empty(), "script errors:\n{}", script_errors.join("\n"));
+    assert!(
+        script_errors.is_empty(),
+        "script errors:\n{}",
+        script_errors.join("\n")
+    );
 
     let self_check = env_flag("DIFF_SELF_CHECK");
     let timeout = std::env::var("DIFF_TIMEOUT_MS")
@@ -760,15 +953,25 @@ fn differential() {
     let (label_a, subject) = if self_check {
         ("valkey#2".to_string(), Valkey::start().into_server())
     } else {
-        ("ferrokey".to_string(), Server::start())
+        // Like the reference, which `Valkey::start` gives the same option.
+        (
+            "ferrokey".to_string(),
+            Server::start_with(&["--enable-debug-command", "yes"]),
+        )
     };
-    let side = |label: String, server: Server| Side { label, server, conn: None, timeout };
+    let side = |label: String, server: Server| Side {
+        label,
+        server,
+        conn: None,
+        timeout,
+    };
     let mut run = Run {
         a: side(label_a.clone(), subject),
         b: side("valkey".to_string(), reference),
         compared: 0,
         mismatches: Vec::new(),
         notes: Vec::new(),
+        show: env_flag("DIFF_SHOW"),
     };
     run.a.connect(2);
     run.b.connect(2);
@@ -789,12 +992,33 @@ fn differential() {
         per_file.push(line);
     }
 
+    let mut groups: Vec<(String, usize)> = Vec::new();
+    for m in &run.mismatches {
+        match groups.iter_mut().find(|(g, _)| *g == m.group) {
+            Some((_, n)) => *n += 1,
+            None => groups.push((m.group.clone(), 1)),
+        }
+    }
+    groups.sort_by(|x, y| y.1.cmp(&x.1).then_with(|| x.0.cmp(&y.0)));
+    let by_command = groups
+        .iter()
+        .map(|(g, n)| format!("{g} ({n})"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let (a, b) = (&run.a.label, &run.b.label);
     let width = a.len().max(b.len());
     let mut report = String::new();
+    let show_in_full = std::env::var("DIFF_FULL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(SHOW_IN_FULL);
     for (i, m) in run.mismatches.iter().enumerate() {
-        if i < SHOW_IN_FULL {
-            let _ = writeln!(report, "--- {}:{} [RESP{}] ({})", m.file, m.lineno, m.proto, m.mode);
+        if i < show_in_full {
+            let _ = writeln!(
+                report,
+                "--- {}:{} [RESP{}] ({})",
+                m.file, m.lineno, m.proto, m.mode
+            );
             let _ = writeln!(report, "{:width$} : {}", "command", m.text);
             let _ = writeln!(report, "{a:width$} : {}", m.a);
             let _ = writeln!(report, "{b:width$} : {}", m.b);
@@ -802,21 +1026,167 @@ fn differential() {
                 let _ = writeln!(report, "{:width$} : {}", "note", n);
             }
         } else {
-            if i == SHOW_IN_FULL {
-                let _ = writeln!(report, "--- and {} more:", run.mismatches.len() - SHOW_IN_FULL);
+            if i == show_in_full {
+                let _ = writeln!(
+                    report,
+                    "--- and {} more (DIFF_FULL=N shows N in full):",
+                    run.mismatches.len() - show_in_full
+                );
             }
-            let _ = writeln!(report, "{}:{} [RESP{}] {}", m.file, m.lineno, m.proto, m.text);
+            let _ = writeln!(
+                report,
+                "{}:{} [RESP{}] {}",
+                m.file, m.lineno, m.proto, m.text
+            );
         }
     }
     for n in &run.notes {
         let _ = writeln!(report, "note: {n}");
     }
-    let summary = format!("differential: {} commands compared, {} mismatches", run.compared, run.mismatches.len());
+    let summary = format!(
+        "differential: {} commands compared, {} mismatches",
+        run.compared,
+        run.mismatches.len()
+    );
     say(&summary);
     if !run.mismatches.is_empty() {
         panic!(
-            "{summary} ({a} vs {b})\n{}\n{report}{summary}",
+            "{summary} ({a} vs {b})\n{}\nmismatches by command: {by_command}\n{report}{summary}",
             per_file.join("\n")
         );
     }
+}
+
+// ---------------------------------------------------------------------------
+// The harness's own logic (no server needed)
+// ---------------------------------------------------------------------------
+
+#[test]
+fn script_prefixes_parse() {
+    let lines = parse_script(
+        "# comment\n\n  SET k \"a b\"\n[sorted] SMEMBERS s\n[resp3] [range 1 10] TTL k\n[raw 2] PING\\r\\nPING\\r\\n\n[noreply] CLIENT REPLY OFF\n",
+    )
+    .unwrap();
+    assert_eq!(lines.len(), 5);
+    assert_eq!(lines[0].lineno, 3);
+    assert!(
+        matches!(&lines[0].action, Action::Cmd(a) if a == &vec![b"SET".to_vec(), b"k".to_vec(), b"a b".to_vec()])
+    );
+    assert_eq!(lines[1].mode, Mode::Sorted);
+    assert_eq!(
+        (lines[2].mode.clone(), lines[2].only),
+        (Mode::Range(1, 10), Some(3))
+    );
+    assert!(
+        matches!(&lines[3].action, Action::Raw { bytes, replies: 2 } if bytes == b"PING\r\nPING\r\n")
+    );
+    assert!(matches!(&lines[4].action, Action::NoReply(_)));
+    for bad in [
+        "[bogus] PING",
+        "[sorted] [shape] PING",
+        "[sorted]",
+        "SET k \"unbalanced",
+        "[raw] \\q",
+        "[range 1] TTL k",
+    ] {
+        assert!(parse_script(bad).is_err(), "{bad:?} should not parse");
+    }
+    assert_eq!(unescape("a\\x41\\r\\n\\\\\\0").unwrap(), b"aA\r\n\\\0");
+}
+
+#[test]
+fn comparison_modes() {
+    let ok = |m: Mode, a: &[u8], b: &[u8]| compare(&m, a, b).is_ok();
+    assert!(ok(Mode::Exact, b"+OK\r\n", b"+OK\r\n"));
+    assert!(!ok(
+        Mode::Exact,
+        b"*2\r\n:1\r\n:2\r\n",
+        b"*2\r\n:2\r\n:1\r\n"
+    ));
+    assert!(ok(
+        Mode::Sorted,
+        b"*2\r\n:1\r\n:2\r\n",
+        b"*2\r\n:2\r\n:1\r\n"
+    ));
+    assert!(ok(
+        Mode::Sorted,
+        b"*2\r\n*1\r\n$1\r\na\r\n*2\r\n:2\r\n:1\r\n",
+        b"*2\r\n*2\r\n:1\r\n:2\r\n*1\r\n$1\r\na\r\n"
+    ));
+    assert!(ok(
+        Mode::Sorted,
+        b"%2\r\n+a\r\n:1\r\n+b\r\n:2\r\n",
+        b"%2\r\n+b\r\n:2\r\n+a\r\n:1\r\n"
+    ));
+    assert!(!ok(
+        Mode::Sorted,
+        b"%2\r\n+a\r\n:1\r\n+b\r\n:2\r\n",
+        b"%2\r\n+a\r\n:2\r\n+b\r\n:1\r\n"
+    ));
+    assert!(!ok(
+        Mode::Sorted,
+        b"*2\r\n:1\r\n:1\r\n",
+        b"*2\r\n:1\r\n:2\r\n"
+    ));
+    assert!(ok(
+        Mode::Shape,
+        b"*2\r\n$1\r\n1\r\n$2\r\n22\r\n",
+        b"*2\r\n$3\r\n333\r\n$1\r\n4\r\n"
+    ));
+    assert!(!ok(
+        Mode::Shape,
+        b"*2\r\n$1\r\n1\r\n$2\r\n22\r\n",
+        b"*2\r\n$1\r\n1\r\n:2\r\n"
+    ));
+    assert!(!ok(
+        Mode::Shape,
+        b"*1\r\n$1\r\n1\r\n",
+        b"*2\r\n$1\r\n1\r\n$1\r\n1\r\n"
+    ));
+    assert!(!ok(Mode::Shape, b"$-1\r\n", b"$1\r\n1\r\n"));
+    assert!(ok(
+        Mode::Type,
+        b"*1\r\n$1\r\n1\r\n",
+        b"*2\r\n$1\r\n1\r\n:1\r\n"
+    ));
+    assert!(!ok(Mode::Type, b":1\r\n", b"$1\r\n1\r\n"));
+    assert!(!ok(Mode::Type, b"-ERR a\r\n", b"-ERR b\r\n"));
+    assert!(ok(Mode::Range(1, 10), b":3\r\n", b":10\r\n"));
+    assert!(!ok(Mode::Range(1, 10), b":3\r\n", b":11\r\n"));
+    assert!(!ok(Mode::Range(1, 10), b"$1\r\n3\r\n", b":3\r\n"));
+    assert!(ok(Mode::ErrCode, b"-ERR one\r\n", b"-ERR two\r\n"));
+    assert!(!ok(Mode::ErrCode, b"-ERR one\r\n", b"-WRONGTYPE one\r\n"));
+    let blob = |kind: char, body: &str| format!("{kind}{}\r\n{body}\r\n", body.len()).into_bytes();
+    assert!(ok(
+        Mode::Info,
+        &blob('$', "# S\r\na:1\r\nb:2\r\n"),
+        &blob('$', "# S\r\nb:9\r\na:8\r\n")
+    ));
+    assert!(ok(
+        Mode::Info,
+        &blob('=', "txt:# S\r\na:1\r\n"),
+        &blob('=', "txt:# S\r\na:7\r\n")
+    ));
+    assert!(!ok(
+        Mode::Info,
+        &blob('=', "txt:# S\r\na:1\r\n"),
+        &blob('$', "# S\r\na:7\r\n")
+    ));
+    assert!(!ok(
+        Mode::Info,
+        &blob('$', "# S\r\na:1\r\n"),
+        &blob('$', "# T\r\na:1\r\n")
+    ));
+    assert!(ok(
+        Mode::Info,
+        &blob('$', "# S\r\na:1\r\nferrokey_x:1\r\n"),
+        &blob('$', "# S\r\na:2\r\n")
+    ));
+    let err = compare(
+        &Mode::Info,
+        &blob('$', "# S\r\na:1\r\nb:2\r\n"),
+        &blob('$', "# S\r\na:1\r\nc:2\r\n"),
+    )
+    .unwrap_err();
+    assert!(err.unwrap().contains("[b]"));
 }

@@ -4,3 +4,6 @@
 //! fuzz targets and benchmarks can use it alone.
 
 pub mod resp;
+pub mod rdb;
+pub mod lzf;
+pub mod crc64;

@@ -1,6 +1,731 @@
 //! Keyspace commands: DEL, EXISTS, TYPE, KEYS, SCAN, RENAME, COPY, MOVE,
 //! expiry, OBJECT, and database-wide commands.
+//!
+//! Lookups follow the server's rules for side effects: a read counts a
+//! keyspace hit or miss and refreshes the key's access time (OBJECT
+//! IDLETIME); a write lookup only refreshes the access time; some reads
+//! (EXISTS, TYPE, TTL, OBJECT) leave the access time alone. Every lookup
+//! deletes the key first if it has expired.
 
-use crate::command::Handler;
+use ferrokey_formats::resp::parse_i64;
+use indexmap::IndexMap;
 
-pub const COMMANDS: &[(&str, Handler)] = &[];
+use crate::command::{errors, CmdError, CmdResult, Ctx, Handler};
+use crate::db::{Entry, Hasher, NO_EXPIRE};
+use crate::glob::glob_match;
+use crate::value::Value;
+
+pub const COMMANDS: &[(&str, Handler)] = &[
+    ("del", del),
+    ("unlink", unlink),
+    ("exists", exists),
+    ("type", type_of),
+    ("keys", keys),
+    ("scan", scan),
+    ("randomkey", randomkey),
+    ("rename", rename),
+    ("renamenx", renamenx),
+    ("copy", copy),
+    ("move", move_key),
+    ("swapdb", swapdb),
+    ("dbsize", dbsize),
+    ("flushdb", flushdb),
+    ("flushall", flushall),
+    ("touch", touch),
+    ("object|help", object_help),
+    ("object|encoding", object_encoding),
+    ("object|freq", object_freq),
+    ("object|idletime", object_idletime),
+    ("object|refcount", object_refcount),
+    ("expire", expire),
+    ("pexpire", pexpire),
+    ("expireat", expireat),
+    ("pexpireat", pexpireat),
+    ("ttl", ttl),
+    ("pttl", pttl),
+    ("expiretime", expiretime),
+    ("pexpiretime", pexpiretime),
+    ("persist", persist),
+];
+
+const SAME_OBJECT: &str = "ERR source and destination objects are the same";
+
+// ---------------------------------------------------------------------------
+// Lookups
+// ---------------------------------------------------------------------------
+
+/// The kinds of key lookup, each with the server's side effects.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lookup {
+    /// Counts a hit or miss and refreshes the access time, unless the
+    /// client asked for CLIENT NO-TOUCH.
+    Read,
+    /// Counts a hit or miss; the access time is left alone.
+    ReadNoTouch,
+    /// TOUCH: counts a hit or miss and refreshes the access time even for
+    /// a NO-TOUCH client, since touching is what it asked for.
+    Touch,
+    /// Before a change: refreshes the access time, counts nothing.
+    Write,
+}
+
+/// Looks a key up in database `db` (expiring it if due) with the side
+/// effects of `how`.
+fn lookup<'c>(ctx: &'c mut Ctx, db: usize, key: &[u8], how: Lookup) -> Option<&'c mut Entry> {
+    let now_ms = ctx.now_ms;
+    let now_s = ctx.lru_now();
+    let touch = match how {
+        Lookup::Read | Lookup::Write => !ctx.client.info.no_touch.get(),
+        Lookup::ReadNoTouch => false,
+        Lookup::Touch => true,
+    };
+    let counts = how != Lookup::Write;
+    let srv = &mut *ctx.srv;
+    match srv.dbs[db].get_mut(key, now_ms) {
+        Some(entry) => {
+            if counts {
+                srv.stats.keyspace_hits += 1;
+            }
+            if touch {
+                entry.last_access = now_s;
+            }
+            Some(entry)
+        }
+        None => {
+            if counts {
+                srv.stats.keyspace_misses += 1;
+            }
+            None
+        }
+    }
+}
+
+/// Parses an argument the server reads as a C `int` (database indexes).
+/// With `custom`, every failure answers that error instead of the
+/// generic ones.
+fn parse_int_arg(arg: &[u8], custom: Option<&'static str>) -> Result<i64, CmdError> {
+    let Some(n) = parse_i64(arg) else {
+        return Err(custom.unwrap_or(errors::NOT_INTEGER).into());
+    };
+    if n < i32::MIN as i64 || n > i32::MAX as i64 {
+        return Err(match custom {
+            Some(msg) => msg.into(),
+            None => format!("ERR value is out of range, value must between {} and {}", i32::MIN, i32::MAX).into(),
+        });
+    }
+    Ok(n)
+}
+
+/// A database index from a parsed integer, if such a database exists.
+fn db_index(ctx: &Ctx, n: i64) -> Result<usize, CmdError> {
+    usize::try_from(n).ok().filter(|&i| i < ctx.srv.dbs.len()).ok_or_else(|| errors::DB_INDEX.into())
+}
+
+// ---------------------------------------------------------------------------
+// DEL, UNLINK, EXISTS, TYPE, TOUCH, DBSIZE
+// ---------------------------------------------------------------------------
+
+fn del(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
+    delete_keys(ctx, &args[1..])
+}
+
+/// UNLINK differs from DEL only in freeing big values off the main
+/// thread. The server does that only for values whose freeing takes many
+/// steps (large collections); a string is a single allocation, which it
+/// frees inline, so both commands share one path.
+fn unlink(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
+    delete_keys(ctx, &args[1..])
+}
+
+fn delete_keys(ctx: &mut Ctx, keys: &[&[u8]]) -> CmdResult {
+    let now = ctx.now_ms;
+    let db = ctx.db();
+    let mut deleted = 0;
+    for key in keys {
+        // A key found expired is reclaimed by the check itself, and counts
+        // as expired rather than deleted.
+        if db.contains(key, now) {
+            db.remove(key);
+            deleted += 1;
+        }
+    }
+    ctx.dirty(deleted);
+    ctx.out.int(deleted as i64);
+    Ok(())
+}
+
+/// Counts every argument that names an existing key, repeats included.
+fn exists(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
+    let db = ctx.client.db;
+    let found = args[1..].iter().filter(|key| lookup(ctx, db, key, Lookup::ReadNoTouch).is_some()).count();
+    ctx.out.int(found as i64);
+    Ok(())
+}
+
+fn type_of(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
+    let db = ctx.client.db;
+    let name = lookup(ctx, db, args[1], Lookup::ReadNoTouch).map_or("none", |e| e.value.type_name());
+    ctx.out.simple(name);
+    Ok(())
+}
+
+fn touch(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
+    let db = ctx.client.db;
+    let touched = args[1..].iter().filter(|key| lookup(ctx, db, key, Lookup::Touch).is_some()).count();
+    ctx.out.int(touched as i64);
+    Ok(())
+}
+
+/// Keys in the database, counting expired keys not yet reclaimed, as the
+/// server does.
+fn dbsize(ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
+    let n = ctx.db().len();
+    ctx.out.int(n as i64);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// KEYS, SCAN, RANDOMKEY
+// ---------------------------------------------------------------------------
+
+fn keys(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
+    let pattern = args[1];
+    let match_all = pattern == b"*";
+    let now = ctx.now_ms;
+    let (db, out) = ctx.db_out();
+    // Expired keys are skipped but left in place: KEYS only reads.
+    let found: Vec<&[u8]> = db
+        .iter()
+        .filter(|(key, entry)| (match_all || glob_match(pattern, key, false)) && !entry.is_expired(now))
+        .map(|(key, _)| key)
+        .collect();
+    out.bulk_array(found);
+    Ok(())
+}
+
+/// The type names SCAN TYPE accepts: every type a key can have.
+const TYPE_NAMES: &[&str] = &["string", "list", "set", "zset", "hash", "stream"];
+
+fn scan(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
+    let cursor = parse_scan_cursor(args[1]).ok_or(CmdError::from("ERR invalid cursor"))?;
+    let mut count = 10usize;
+    let mut pattern: Option<&[u8]> = None;
+    let mut wanted_type: Option<&str> = None;
+    let mut i = 2;
+    while i < args.len() {
+        let option = args[i];
+        let value = args.get(i + 1).copied();
+        match value {
+            Some(n) if option.eq_ignore_ascii_case(b"count") => {
+                let n = parse_i64(n).ok_or(CmdError::from(errors::NOT_INTEGER))?;
+                if n < 1 {
+                    return Err(errors::SYNTAX.into());
+                }
+                count = usize::try_from(n).unwrap_or(usize::MAX);
+                i += 2;
+            }
+            Some(p) if option.eq_ignore_ascii_case(b"match") => {
+                // "*" matches everything: no filtering at all.
+                pattern = (p != b"*").then_some(p);
+                i += 2;
+            }
+            Some(t) if option.eq_ignore_ascii_case(b"type") => {
+                let name = TYPE_NAMES.iter().find(|name| t.eq_ignore_ascii_case(name.as_bytes()));
+                let Some(name) = name else {
+                    return Err(format!("ERR unknown type name '{}'", c_string_lossy(t)).into());
+                };
+                wanted_type = Some(name);
+                i += 2;
+            }
+            _ if option.eq_ignore_ascii_case(b"novalues") => {
+                return Err("ERR NOVALUES option can only be used in HSCAN".into());
+            }
+            _ if option.eq_ignore_ascii_case(b"noscores") => {
+                return Err("ERR NOSCORES option can only be used in ZSCAN".into());
+            }
+            _ => return Err(errors::SYNTAX.into()),
+        }
+    }
+    let now = ctx.now_ms;
+    let (db, out) = ctx.db_out();
+    let mut found: Vec<Box<[u8]>> = Vec::new();
+    let step = db.scan(cursor, count, |key, entry| {
+        let type_ok = wanted_type.is_none_or(|t| entry.value.type_name() == t);
+        if type_ok && pattern.is_none_or(|p| glob_match(p, key, false)) {
+            found.push(key.into());
+        }
+    });
+    // Keys that matched but have expired are reclaimed now and left out.
+    found.retain(|key| db.get(key, now).is_some());
+    out.array(2);
+    out.bulk(itoa::Buffer::new().format(step.next_cursor).as_bytes());
+    out.bulk_array(found.iter().map(|k| &k[..]));
+    Ok(())
+}
+
+/// Parses a SCAN cursor as the server does: a canonical non-negative
+/// integer, or failing that, whatever C's `strtoull` reads entirely
+/// (leading blanks, a sign, leading zeros; a negative number wraps
+/// around). The argument is read as a C string, up to its first NUL.
+fn parse_scan_cursor(arg: &[u8]) -> Option<u64> {
+    let arg = arg.split(|&c| c == 0).next().unwrap_or_default();
+    if let Some(n) = parse_i64(arg) {
+        return u64::try_from(n).ok();
+    }
+    let is_c_space = |c: &u8| matches!(c, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r');
+    let start = arg.iter().position(|c| !is_c_space(c))?;
+    let rest = &arg[start..];
+    let (negative, digits) = match rest.first() {
+        Some(b'-') => (true, &rest[1..]),
+        Some(b'+') => (false, &rest[1..]),
+        _ => (false, rest),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let magnitude = digits.iter().try_fold(0u64, |acc, &d| acc.checked_mul(10)?.checked_add((d - b'0') as u64))?;
+    Some(if negative { magnitude.wrapping_neg() } else { magnitude })
+}
+
+/// The bytes of an argument up to its first NUL, as the server prints
+/// arguments into error messages.
+fn c_string_lossy(arg: &[u8]) -> String {
+    String::from_utf8_lossy(arg.split(|&c| c == 0).next().unwrap_or_default()).into_owned()
+}
+
+fn randomkey(ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
+    let now = ctx.now_ms;
+    let idx = ctx.client.db;
+    let srv = &mut *ctx.srv;
+    match srv.dbs[idx].random_key(now, &mut srv.rng) {
+        Some(key) => ctx.out.bulk(&key),
+        None => ctx.out.null(),
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// RENAME, RENAMENX, COPY, MOVE, SWAPDB
+// ---------------------------------------------------------------------------
+
+fn rename(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
+    rename_key(ctx, args[1], args[2], false)
+}
+
+fn renamenx(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
+    rename_key(ctx, args[1], args[2], true)
+}
+
+/// RENAME and RENAMENX: the value moves with its TTL. Renaming a key to
+/// itself changes nothing but still requires the key to exist.
+fn rename_key(ctx: &mut Ctx, from: &[u8], to: &[u8], only_if_new: bool) -> CmdResult {
+    let db = ctx.client.db;
+    if lookup(ctx, db, from, Lookup::Write).is_none() {
+        return Err(errors::NO_SUCH_KEY.into());
+    }
+    if from == to {
+        if only_if_new {
+            ctx.out.int(0);
+        } else {
+            ctx.out.ok();
+        }
+        return Ok(());
+    }
+    let destination_exists = lookup(ctx, db, to, Lookup::Write).is_some();
+    if destination_exists && only_if_new {
+        ctx.out.int(0);
+        return Ok(());
+    }
+    let Some(entry) = ctx.db().remove(from) else { return Err(errors::NO_SUCH_KEY.into()) };
+    ctx.db().insert_entry(to, entry);
+    ctx.dirty(1);
+    if only_if_new {
+        ctx.out.int(1);
+    } else {
+        ctx.out.ok();
+    }
+    Ok(())
+}
+
+/// COPY source destination [DB index] [REPLACE]
+fn copy(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
+    let src_db = ctx.client.db;
+    let mut dst_db = src_db;
+    let mut replace = false;
+    let mut i = 3;
+    while i < args.len() {
+        if args[i].eq_ignore_ascii_case(b"replace") {
+            replace = true;
+            i += 1;
+        } else if args[i].eq_ignore_ascii_case(b"db") && i + 1 < args.len() {
+            let n = parse_int_arg(args[i + 1], None)?;
+            dst_db = db_index(ctx, n)?;
+            i += 2;
+        } else {
+            return Err(errors::SYNTAX.into());
+        }
+    }
+    let (from, to) = (args[1], args[2]);
+    if src_db == dst_db && from == to {
+        return Err(SAME_OBJECT.into());
+    }
+    let now_s = ctx.lru_now();
+    let Some(source) = lookup(ctx, src_db, from, Lookup::Read) else {
+        ctx.out.int(0);
+        return Ok(());
+    };
+    // The copy is a new object: same value, encoding and TTL, fresh access time.
+    let duplicate = Entry { value: source.value.clone(), expire_at: source.expire_at, last_access: now_s };
+    if lookup(ctx, dst_db, to, Lookup::Write).is_some() && !replace {
+        ctx.out.int(0);
+        return Ok(());
+    }
+    ctx.srv.dbs[dst_db].insert_entry(to, duplicate);
+    ctx.dirty(1);
+    ctx.out.int(1);
+    Ok(())
+}
+
+/// MOVE key db: moves a key, with its TTL, to another database unless the
+/// destination already has it.
+fn move_key(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
+    let n = parse_int_arg(args[2], None)?;
+    let dst_db = db_index(ctx, n)?;
+    let src_db = ctx.client.db;
+    if src_db == dst_db {
+        return Err(SAME_OBJECT.into());
+    }
+    let key = args[1];
+    if lookup(ctx, src_db, key, Lookup::Write).is_none() || lookup(ctx, dst_db, key, Lookup::Write).is_some() {
+        ctx.out.int(0);
+        return Ok(());
+    }
+    let Some(entry) = ctx.srv.dbs[src_db].remove(key) else {
+        ctx.out.int(0);
+        return Ok(());
+    };
+    ctx.srv.dbs[dst_db].insert_entry(key, entry);
+    ctx.dirty(1);
+    ctx.out.int(1);
+    Ok(())
+}
+
+/// SWAPDB a b: every client sees the other database's contents; clients
+/// stay on the database number they selected.
+fn swapdb(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
+    let first = parse_int_arg(args[1], Some("ERR invalid first DB index"))?;
+    let second = parse_int_arg(args[2], Some("ERR invalid second DB index"))?;
+    let first = db_index(ctx, first)?;
+    let second = db_index(ctx, second)?;
+    ctx.srv.dbs.swap(first, second);
+    ctx.dirty(1);
+    ctx.out.ok();
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// FLUSHDB, FLUSHALL
+// ---------------------------------------------------------------------------
+
+/// Reads FLUSHDB/FLUSHALL's optional SYNC or ASYNC; without either the
+/// flush is asynchronous, as with the server's default
+/// `lazyfree-lazy-user-flush yes`.
+fn flush_is_async(args: &[&[u8]]) -> Result<bool, CmdError> {
+    match args {
+        [_] => Ok(true),
+        [_, mode] if mode.eq_ignore_ascii_case(b"sync") => Ok(false),
+        [_, mode] if mode.eq_ignore_ascii_case(b"async") => Ok(true),
+        _ => Err(errors::SYNTAX.into()),
+    }
+}
+
+fn flushdb(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
+    let asynchronous = flush_is_async(args)?;
+    let idx = ctx.client.db;
+    let removed = ctx.srv.dbs[idx].len();
+    let old = ctx.srv.dbs[idx].clear();
+    release(vec![old], asynchronous);
+    ctx.dirty(removed as u64);
+    ctx.out.ok();
+    Ok(())
+}
+
+fn flushall(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
+    let asynchronous = flush_is_async(args)?;
+    let mut removed = 0;
+    let mut old = Vec::new();
+    for db in ctx.srv.dbs.iter_mut() {
+        removed += db.len();
+        if !db.is_empty() {
+            old.push(db.clear());
+        }
+    }
+    release(old, asynchronous);
+    ctx.dirty(removed as u64);
+    ctx.out.ok();
+    Ok(())
+}
+
+/// Below this many keys flushed data is freed inline even when ASYNC was
+/// asked: starting a thread would cost more than the freeing.
+const ASYNC_FREE_MIN_KEYS: usize = 1024;
+
+/// Frees flushed databases: inline, or for a big ASYNC flush on a
+/// background thread so the server keeps answering meanwhile. Values own
+/// no shared state (they are `Send`), so another thread may drop them.
+fn release(old: Vec<IndexMap<Box<[u8]>, Entry, Hasher>>, asynchronous: bool) {
+    let keys: usize = old.iter().map(IndexMap::len).sum();
+    if asynchronous && keys >= ASYNC_FREE_MIN_KEYS {
+        // Should no thread start, the data is dropped here instead.
+        let _ = std::thread::Builder::new().name("lazyfree".into()).spawn(move || drop(old));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// OBJECT
+// ---------------------------------------------------------------------------
+
+const OBJECT_HELP: &[&str] = &[
+    "ENCODING <key>",
+    "    Return the kind of internal representation used in order to store the value",
+    "    associated with a <key>.",
+    "FREQ <key>",
+    "    Return the access frequency index of the <key>. The returned integer is",
+    "    proportional to the logarithm of the recent access frequency of the key.",
+    "IDLETIME <key>",
+    "    Return the idle time of the <key>, that is the approximated number of",
+    "    seconds elapsed since the last access to the key.",
+    "REFCOUNT <key>",
+    "    Return the number of references of the value associated with the specified",
+    "    <key>.",
+    "HELP",
+    "    Print this help.",
+];
+
+fn object_help(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
+    let name = String::from_utf8_lossy(args[0]).to_ascii_uppercase();
+    ctx.out.array(OBJECT_HELP.len() + 1);
+    ctx.out.simple_bytes(format!("{name} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:").as_bytes());
+    for line in OBJECT_HELP {
+        ctx.out.simple(line);
+    }
+    Ok(())
+}
+
+/// The key an OBJECT subcommand inspects: a counted read that leaves the
+/// access time alone, so that inspecting does not disturb what it reports.
+fn object_lookup<'c>(ctx: &'c mut Ctx, key: &[u8]) -> Option<&'c mut Entry> {
+    let db = ctx.client.db;
+    lookup(ctx, db, key, Lookup::ReadNoTouch)
+}
+
+fn object_encoding(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
+    match object_lookup(ctx, args[2]).map(|e| e.value.encoding_name()) {
+        Some(encoding) => ctx.out.bulk_str(encoding),
+        None => ctx.out.null(),
+    }
+    Ok(())
+}
+
+/// OBJECT FREQ answers only under an LFU eviction policy; without a
+/// maxmemory-policy setting the policy is always the default, noeviction.
+fn object_freq(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
+    if object_lookup(ctx, args[2]).is_none() {
+        ctx.out.null();
+        return Ok(());
+    }
+    Err("ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.".into())
+}
+
+fn object_idletime(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
+    let now_s = ctx.lru_now();
+    match object_lookup(ctx, args[2]).map(|e| e.last_access) {
+        Some(last_access) => ctx.out.int(now_s.saturating_sub(last_access) as i64),
+        None => ctx.out.null(),
+    }
+    Ok(())
+}
+
+/// The server keeps one shared object per small non-negative integer and
+/// stores it for every key holding that number (under the default
+/// eviction policy). Shared objects report this refcount; every other
+/// value is referenced once.
+const SHARED_REFCOUNT: i64 = i32::MAX as i64;
+const SHARED_INTEGERS: i64 = 10_000;
+
+fn object_refcount(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
+    let refcount = match object_lookup(ctx, args[2]).map(|e| &e.value) {
+        None => {
+            ctx.out.null();
+            return Ok(());
+        }
+        Some(Value::Int(n)) if (0..SHARED_INTEGERS).contains(n) => SHARED_REFCOUNT,
+        Some(_) => 1,
+    };
+    ctx.out.int(refcount);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Expiry
+// ---------------------------------------------------------------------------
+
+/// What the second argument of an EXPIRE-family command means.
+#[derive(Clone, Copy)]
+enum ExpireArg {
+    /// Seconds (`true`: milliseconds) from now.
+    Relative { millis: bool },
+    /// A Unix time in seconds (`true`: milliseconds).
+    Absolute { millis: bool },
+}
+
+fn expire(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
+    set_expiry(ctx, args, "expire", ExpireArg::Relative { millis: false })
+}
+
+fn pexpire(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
+    set_expiry(ctx, args, "pexpire", ExpireArg::Relative { millis: true })
+}
+
+fn expireat(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
+    set_expiry(ctx, args, "expireat", ExpireArg::Absolute { millis: false })
+}
+
+fn pexpireat(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
+    set_expiry(ctx, args, "pexpireat", ExpireArg::Absolute { millis: true })
+}
+
+/// The NX / XX / GT / LT conditions of the EXPIRE family.
+#[derive(Default)]
+struct ExpireConditions {
+    nx: bool,
+    xx: bool,
+    gt: bool,
+    lt: bool,
+}
+
+impl ExpireConditions {
+    fn parse(options: &[&[u8]]) -> Result<ExpireConditions, CmdError> {
+        let mut c = ExpireConditions::default();
+        for option in options {
+            let flag = match option.to_ascii_lowercase().as_slice() {
+                b"nx" => &mut c.nx,
+                b"xx" => &mut c.xx,
+                b"gt" => &mut c.gt,
+                b"lt" => &mut c.lt,
+                _ => return Err(format!("ERR Unsupported option {}", c_string_lossy(option)).into()),
+            };
+            *flag = true;
+        }
+        if c.nx && (c.xx || c.gt || c.lt) {
+            return Err("ERR NX and XX, GT or LT options at the same time are not compatible".into());
+        }
+        if c.gt && c.lt {
+            return Err("ERR GT and LT options at the same time are not compatible".into());
+        }
+        Ok(c)
+    }
+
+    /// Whether a key whose expiry is `current` (or [`NO_EXPIRE`]) may get
+    /// the expiry `new`. No expiry counts as an infinite TTL.
+    fn allow(&self, current: i64, new: i64) -> bool {
+        let persistent = current == NO_EXPIRE;
+        !(self.nx && !persistent
+            || self.xx && persistent
+            || self.gt && (persistent || new <= current)
+            || self.lt && !persistent && new >= current)
+    }
+}
+
+fn set_expiry(ctx: &mut Ctx, args: &[&[u8]], name: &str, arg: ExpireArg) -> CmdResult {
+    let conditions = ExpireConditions::parse(&args[3..])?;
+    let mut when = parse_i64(args[2]).ok_or(CmdError::from(errors::NOT_INTEGER))?;
+    let invalid = || CmdError::from(format!("ERR invalid expire time in '{name}' command"));
+    let (millis, base) = match arg {
+        ExpireArg::Relative { millis } => (millis, ctx.now_ms),
+        ExpireArg::Absolute { millis } => (millis, 0),
+    };
+    if !millis {
+        when = when.checked_mul(1000).ok_or_else(invalid)?;
+    }
+    when = when.checked_add(base).ok_or_else(invalid)?;
+
+    let db = ctx.client.db;
+    let Some(entry) = lookup(ctx, db, args[1], Lookup::Write) else {
+        ctx.out.int(0);
+        return Ok(());
+    };
+    if !conditions.allow(entry.expire_at, when) {
+        ctx.out.int(0);
+        return Ok(());
+    }
+    if when <= ctx.now_ms {
+        // A time already past deletes the key (a deletion, not an expiry).
+        ctx.db().remove(args[1]);
+    } else {
+        ctx.db().set_expire(args[1], when);
+    }
+    ctx.dirty(1);
+    ctx.out.int(1);
+    Ok(())
+}
+
+/// What TTL-family commands report.
+#[derive(Clone, Copy)]
+enum TtlReport {
+    /// Time left, in seconds (rounded) or milliseconds.
+    Remaining { millis: bool },
+    /// The Unix time of expiry, in seconds (rounded) or milliseconds.
+    At { millis: bool },
+}
+
+fn ttl(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
+    report_ttl(ctx, args[1], TtlReport::Remaining { millis: false })
+}
+
+fn pttl(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
+    report_ttl(ctx, args[1], TtlReport::Remaining { millis: true })
+}
+
+fn expiretime(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
+    report_ttl(ctx, args[1], TtlReport::At { millis: false })
+}
+
+fn pexpiretime(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
+    report_ttl(ctx, args[1], TtlReport::At { millis: true })
+}
+
+/// -2 for a missing key, -1 for a key without expiry, else the time.
+fn report_ttl(ctx: &mut Ctx, key: &[u8], report: TtlReport) -> CmdResult {
+    let now = ctx.now_ms;
+    let db = ctx.client.db;
+    let reply = match lookup(ctx, db, key, Lookup::ReadNoTouch).map(|e| e.expire_at) {
+        None => -2,
+        Some(NO_EXPIRE) => -1,
+        Some(at) => {
+            let (value, millis) = match report {
+                TtlReport::Remaining { millis } => ((at - now).max(0), millis),
+                TtlReport::At { millis } => (at.max(0), millis),
+            };
+            if millis {
+                value
+            } else {
+                // Rounded to the nearest second, without overflowing near i64::MAX.
+                ((value as i128 + 500) / 1000) as i64
+            }
+        }
+    };
+    ctx.out.int(reply);
+    Ok(())
+}
+
+fn persist(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
+    let db = ctx.client.db;
+    let had_ttl = lookup(ctx, db, args[1], Lookup::Write).is_some_and(|e| e.expire_at != NO_EXPIRE);
+    if had_ttl {
+        ctx.db().set_expire(args[1], NO_EXPIRE);
+        ctx.dirty(1);
+    }
+    ctx.out.int(had_ttl as i64);
+    Ok(())
+}

@@ -52,10 +52,7 @@ pub fn valkey_server_path() -> Result<PathBuf, String> {
         if p.is_file() {
             return Ok(p);
         }
-        return Err(format!(
-            "VALKEY_SERVER={} does not exist; unset it or run scripts/install-valkey.sh",
-            p.display()
-        ));
+        return Err(format!("VALKEY_SERVER={} does not exist; unset it or run scripts/install-valkey.sh", p.display()));
     }
     let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|path| std::env::split_paths(&path).map(|d| d.join("valkey-server")).collect())
@@ -69,10 +66,19 @@ pub fn valkey_server_path() -> Result<PathBuf, String> {
     })
 }
 
-/// A port that was free a moment ago on 127.0.0.1.
+/// A port that was free a moment ago on 127.0.0.1, and that this process
+/// has not handed out before (tests in one binary run in parallel).
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().unwrap().port()
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = l.local_addr().unwrap().port();
+        let mut given = GIVEN.lock().unwrap();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A running server process (ferrokey unless made by [`Valkey`]).
@@ -100,10 +106,8 @@ impl Server {
     }
 
     fn start_kind(kind: Kind, binary: PathBuf, args: &[&str]) -> Server {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("{}-test-", kind.name()))
-            .tempdir()
-            .expect("create temp dir");
+        let dir =
+            tempfile::Builder::new().prefix(&format!("{}-test-", kind.name())).tempdir().expect("create temp dir");
         let mut s = Server {
             port: 0,
             dir,
@@ -175,12 +179,7 @@ impl Server {
                 }
             }
         }
-        panic!(
-            "{} did not start ({} attempt(s)):\n{}",
-            self.kind.name(),
-            failures.len(),
-            failures.join("\n----\n")
-        );
+        panic!("{} did not start ({} attempt(s)):\n{}", self.kind.name(), failures.len(), failures.join("\n----\n"));
     }
 
     fn spawn_once(&mut self, port: u16) -> Result<(), StartError> {
@@ -201,7 +200,10 @@ impl Server {
             format!(
                 "{what}\ncommand: {} {}\n{}",
                 s.binary.display(),
-                args.iter().map(|a| if a.is_empty() { "\"\"".to_string() } else { a.clone() }).collect::<Vec<_>>().join(" "),
+                args.iter()
+                    .map(|a| if a.is_empty() { "\"\"".to_string() } else { a.clone() })
+                    .collect::<Vec<_>>()
+                    .join(" "),
                 s.output()
             )
         };
@@ -211,7 +213,10 @@ impl Server {
             if let Ok(Some(status)) = child.try_wait() {
                 // Give the drain threads a moment to collect the last words.
                 thread::sleep(Duration::from_millis(50));
-                return Err(StartError::Exited(describe(self, format!("exited before accepting connections: {status}"))));
+                return Err(StartError::Exited(describe(
+                    self,
+                    format!("exited before accepting connections: {status}"),
+                )));
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
@@ -230,6 +235,13 @@ impl Server {
                     // Anything but LOADING means the server is serving
                     // (an error such as NOAUTH included).
                     Ok(r) if !r.starts_with(b"-LOADING") => {
+                        if let Some(other) = self.answered_by_other(&mut c) {
+                            let _ = child.kill();
+                            let _ = child.wait();
+                            return Err(StartError::Exited(format!(
+                                "port {port} was taken by another server (its dir is {other})"
+                            )));
+                        }
                         self.child = Some(child);
                         return Ok(());
                     }
@@ -238,6 +250,26 @@ impl Server {
             }
             thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Guards against a port race with another process: when the server on
+    /// the port says (through `CONFIG GET dir`) that its directory is not
+    /// ours, returns that directory. A server without `CONFIG GET` passes.
+    fn answered_by_other(&self, c: &mut RawConn) -> Option<String> {
+        if c.try_send(&[b"CONFIG", b"GET", b"dir"]).is_err() {
+            return None;
+        }
+        let reply = c.try_read_reply().ok()?;
+        let dir = match parse_value(&reply).ok()??.0 {
+            Value::Array(v) if v.len() == 2 => v.into_iter().nth(1)?,
+            Value::Map(v) if v.len() == 1 => v.into_iter().next()?.1,
+            _ => return None,
+        };
+        let Value::Bulk(dir) = dir else { return None };
+        let theirs = PathBuf::from(String::from_utf8_lossy(&dir).into_owned());
+        let ours = self.dir.path().canonicalize().unwrap_or_else(|_| self.dir.path().to_path_buf());
+        let theirs_c = theirs.canonicalize().unwrap_or_else(|_| theirs.clone());
+        (theirs_c != ours && theirs != self.dir.path()).then(|| theirs.display().to_string())
     }
 
     /// What the process printed so far on stdout and stderr.
@@ -507,11 +539,7 @@ impl RawConn {
     pub fn read_reply(&mut self) -> Vec<u8> {
         match self.try_read_reply() {
             Ok(r) => r,
-            Err(e) => panic!(
-                "reading a reply from port {}: {e} (unparsed bytes: {})",
-                self.port,
-                escape(&self.buf)
-            ),
+            Err(e) => panic!("reading a reply from port {}: {e} (unparsed bytes: {})", self.port, escape(&self.buf)),
         }
     }
 

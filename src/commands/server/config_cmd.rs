@@ -1,0 +1,108 @@
+//! CONFIG GET / SET / RESETSTAT / REWRITE / HELP. The configuration module
+//! parses, validates and formats every directive; this file serves the
+//! commands and applies what a new value changes in the running server.
+
+use crate::command::{errors, CmdResult, Ctx};
+use crate::config::{LogLevel, SetContext};
+use crate::server::{is_loopback, Stats};
+use crate::{log, log_notice, log_warning};
+
+use super::{config_value, reply_help, stats};
+
+/// CONFIG GET pattern [pattern ...]
+pub(super) fn config_get(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
+    let pairs = ctx.srv.config.get(&args[2..]);
+    ctx.out.map(pairs.len());
+    for (name, value) in pairs {
+        ctx.out.bulk_str(&name);
+        ctx.out.bulk_str(&value);
+    }
+    Ok(())
+}
+
+/// CONFIG SET directive value [directive value ...]: all or nothing.
+pub(super) fn config_set(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
+    if !args.len().is_multiple_of(2) {
+        return Err(errors::SYNTAX.into());
+    }
+    let pairs: Vec<(&[u8], &[u8])> = args[2..].chunks_exact(2).map(|p| (p[0], p[1])).collect();
+    let who = SetContext { loading: false, local_client: is_loopback(&ctx.client.info.addr.ip()) };
+    let changed = ctx.srv.config.set_with(&pairs, who)?;
+    for name in changed {
+        apply(ctx, name);
+    }
+    ctx.out.ok();
+    Ok(())
+}
+
+/// Makes a changed directive take effect where the server keeps a copy of
+/// it. Directives read straight from the configuration (hz, timeout,
+/// maxclients, requirepass, ...) need nothing.
+fn apply(ctx: &mut Ctx, name: &str) {
+    let st = &mut *ctx.srv;
+    match name {
+        "loglevel" => log::set_level(match st.config.loglevel {
+            LogLevel::Debug => log::Level::Debug,
+            LogLevel::Verbose => log::Level::Verbose,
+            LogLevel::Notice => log::Level::Notice,
+            LogLevel::Warning => log::Level::Warning,
+            LogLevel::Nothing => log::Level::Nothing,
+        }),
+        "slowlog-log-slower-than" => {
+            st.slowlog.slower_than = config_value(st, name).parse().unwrap_or(st.slowlog.slower_than);
+        }
+        // A shorter log is trimmed when the next entry arrives, as in Valkey.
+        "slowlog-max-len" => st.slowlog.max_len = config_value(st, name).parse().unwrap_or(st.slowlog.max_len),
+        "latency-tracking" | "latency-monitor-threshold" | "latency-tracking-info-percentiles" => {
+            stats::with(|c| c.settings.reload(st));
+        }
+        "dir" => {
+            if let Err(e) = st.config.apply_dir() {
+                log_warning!("Can't chdir to '{}': {e}", st.config.dir.display());
+            }
+        }
+        _ => {}
+    }
+}
+
+/// CONFIG RESETSTAT: zeroes the statistics INFO reports.
+pub(super) fn config_resetstat(ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
+    ctx.srv.stats = Stats::default();
+    stats::with(|c| c.reset());
+    ctx.out.ok();
+    Ok(())
+}
+
+/// CONFIG REWRITE: writes the running configuration to the config file.
+pub(super) fn config_rewrite(ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
+    match ctx.srv.config.rewrite() {
+        Ok(()) => {
+            log_notice!("CONFIG REWRITE executed with success.");
+            ctx.out.ok();
+            Ok(())
+        }
+        Err(line) => {
+            log_warning!("CONFIG REWRITE failed: {line}");
+            Err(line.into())
+        }
+    }
+}
+
+/// CONFIG HELP
+pub(super) fn config_help(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
+    reply_help(
+        ctx.out,
+        args[0],
+        &[
+            "GET <pattern>",
+            "    Return parameters matching the glob-like <pattern> and their values.",
+            "SET <directive> <value>",
+            "    Set the configuration <directive> to <value>.",
+            "RESETSTAT",
+            "    Reset statistics reported by the INFO command.",
+            "REWRITE",
+            "    Rewrite the configuration file.",
+        ],
+    );
+    Ok(())
+}
