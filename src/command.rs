@@ -259,7 +259,8 @@ fn spec_from_info(entry: Value, docs: Value, handlers: &HashMap<&str, Handler>) 
     if handler.is_none() && subcommands.is_empty() {
         return None;
     }
-    if let Some(slot) = fields.get_mut(9) {
+    // Commands without subcommands carry an empty set there; keep its type.
+    if let Some(slot @ Value::Array(_)) = fields.get_mut(9) {
         *slot = Value::Array(kept_subs);
     }
     let docs = prune_doc_subcommands(docs, &subcommands, &name);

@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 
 use crate::client::{Client, ClientInfo, ReplyMode};
 use crate::command::{self, Ctx};
+use crate::commands::server as stats;
 use crate::reply::Reply;
 use crate::server::{unix_ms, ServerState};
 use crate::{log_verbose, log_warning};
@@ -258,11 +259,13 @@ pub fn execute(st: &mut ServerState, client: &mut Client, out: &mut Reply, args:
         Ok(()) => true,
         Err(Rejection::BeforeRun(e)) => {
             st.stats.total_error_replies += 1;
+            stats::record_error_reply(&e.0);
             out.error(&e.0);
             false
         }
         Err(Rejection::Failed(e)) => {
             st.stats.total_error_replies += 1;
+            stats::record_error_reply(&e.0);
             out.error(&e.0);
             true
         }
@@ -305,21 +308,29 @@ fn run_checked(
         last.clear();
         last.push_str(&spec.name);
     }
-    command::check_arity(spec, args.len()).map_err(Rejection::BeforeRun)?;
+    // From here on a refusal counts as a rejected call of this command.
+    let reject = |e: command::CmdError| {
+        stats::record_rejected(&spec.name);
+        Rejection::BeforeRun(e)
+    };
+    command::check_arity(spec, args.len()).map_err(reject)?;
     if spec.has(command::flags::PROTECTED) && !debug_allowed(st, client) {
-        return Err(Rejection::BeforeRun("ERR DEBUG command not allowed. If the enable-debug-command option is set to \"local\", you can run it from a local connection, otherwise you need to set this option in the configuration file, and then restart the server.".into()));
+        return Err(reject("ERR DEBUG command not allowed. If the enable-debug-command option is set to \"local\", you can run it from a local connection, otherwise you need to set this option in the configuration file, and then restart the server.".into()));
     }
     if !client.info.authenticated.get() && !spec.has(command::flags::NO_AUTH) {
-        return Err(Rejection::BeforeRun(command::errors::NOAUTH.into()));
+        return Err(reject(command::errors::NOAUTH.into()));
     }
     let Some(handler) = spec.handler else {
-        return Err(Rejection::BeforeRun(command::arity_error(&spec.name)));
+        return Err(reject(command::arity_error(&spec.name)));
     };
+    let errors_before = out.errors;
     let started = std::time::Instant::now();
     let mut ctx = Ctx { srv: st, client, out, now_ms };
     let result = handler(&mut ctx, args);
     let micros = started.elapsed().as_micros() as u64;
     ctx.srv.slowlog.record(args, micros, now_ms, &ctx.client.info);
+    let failed = result.is_err() || ctx.out.errors > errors_before;
+    stats::record_call(ctx.srv, &spec.name, spec.has(command::flags::FAST), micros, failed);
     result.map_err(Rejection::Failed)
 }
 

@@ -29,9 +29,11 @@ impl Entry {
     pub fn new(value: Value, now_s: u32) -> Entry {
         Entry { value, expire_at: NO_EXPIRE, last_access: now_s }
     }
+    /// Valkey judges a key expired only once the clock has passed its
+    /// expiry time, not when it equals it.
     #[inline]
     pub fn is_expired(&self, now_ms: i64) -> bool {
-        self.expire_at != NO_EXPIRE && self.expire_at <= now_ms
+        self.expire_at != NO_EXPIRE && self.expire_at < now_ms
     }
 }
 

@@ -165,8 +165,13 @@ async fn serve(config: Config) -> i32 {
     };
     let port = listeners.first().and_then(|l| l.local_addr().ok()).map(|a| a.port()).unwrap_or(config.port);
     let hz = config.hz.max(1);
-    let state = Rc::new(RefCell::new(ServerState::new(config)));
-    state.borrow_mut().tcp_port = port;
+    let mut initial = ServerState::new(config);
+    initial.tcp_port = port;
+    for name in crate::commands::server::COPIED_DIRECTIVES {
+        crate::commands::server::apply_config_change(&mut initial, name);
+    }
+    crate::commands::server::record_startup_memory();
+    let state = Rc::new(RefCell::new(initial));
     log_notice!("Server initialized");
     for listener in listeners {
         tokio::task::spawn_local(accept_loop(listener, state.clone()));

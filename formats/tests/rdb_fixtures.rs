@@ -4,7 +4,7 @@
 //!
 //! The fixtures are looked up in `<repo>/../shared/fixtures` (present on
 //! developer machines and in CI), falling back to the repository's own
-//! `fixtures/` copy of the small ones.
+//! `fixtures/` copy of the small ones (`FERROKEY_FIXTURES=<dir>` overrides).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -14,12 +14,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use ferrokey_formats::crc64::crc64;
 use ferrokey_formats::rdb::{
-    escape_bytes, load_all, load_all_from, parse_library_metadata, rdb_type_name, Checksum, RdbErrorKind, RdbFile,
-    RdbKey, RdbReader, RdbValue, Stream,
+    escape_bytes, load_all, load_all_from, parse_library_metadata, rdb_type_name, Checksum,
+    RdbErrorKind, RdbFile, RdbKey, RdbReader, RdbValue, Stream,
 };
 use serde_json::{json, Map, Value};
 
 fn fixtures_root() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("FERROKEY_FIXTURES") {
+        return Some(PathBuf::from(dir));
+    }
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let shared = manifest.join("../../shared/fixtures");
     if shared.join("rdb").is_dir() {
@@ -59,7 +62,9 @@ fn expected_for(rdb: &Path) -> Option<Value> {
         fs::read_to_string(plain).ok()?
     } else if gz.exists() {
         let mut s = String::new();
-        flate2::read::GzDecoder::new(fs::File::open(gz).ok()?).read_to_string(&mut s).ok()?;
+        flate2::read::GzDecoder::new(fs::File::open(gz).ok()?)
+            .read_to_string(&mut s)
+            .ok()?;
         s
     } else {
         return None;
@@ -68,7 +73,10 @@ fn expected_for(rdb: &Path) -> Option<Value> {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 fn esc(b: &[u8]) -> Value {
@@ -106,7 +114,14 @@ fn stream_json(s: &Stream) -> Value {
             let pending: Vec<Value> = g
                 .pending
                 .iter()
-                .map(|p| json!([p.id.to_string(), esc(&p.consumer), p.delivery_time_ms, p.delivery_count]))
+                .map(|p| {
+                    json!([
+                        p.id.to_string(),
+                        esc(&p.consumer),
+                        p.delivery_time_ms,
+                        p.delivery_count
+                    ])
+                })
                 .collect();
             let mut consumers: Vec<_> = g.consumers.iter().collect();
             consumers.sort_by(|a, b| a.name.cmp(&b.name));
@@ -154,12 +169,22 @@ fn value_json(v: &RdbValue) -> Value {
         RdbValue::SortedSet(items) => {
             let mut items: Vec<&(Vec<u8>, f64)> = items.iter().collect();
             items.sort_by(|a, b| a.1.partial_cmp(&b.1).unwrap().then_with(|| a.0.cmp(&b.0)));
-            Value::Array(items.into_iter().map(|(m, s)| json!([esc(m), score_json(*s)])).collect())
+            Value::Array(
+                items
+                    .into_iter()
+                    .map(|(m, s)| json!([esc(m), score_json(*s)]))
+                    .collect(),
+            )
         }
         RdbValue::Hash(items) => {
             let mut items: Vec<&(Vec<u8>, Vec<u8>)> = items.iter().collect();
             items.sort_by(|a, b| a.0.cmp(&b.0));
-            Value::Array(items.into_iter().map(|(f, v)| json!([esc(f), esc(v)])).collect())
+            Value::Array(
+                items
+                    .into_iter()
+                    .map(|(f, v)| json!([esc(f), esc(v)]))
+                    .collect(),
+            )
         }
         RdbValue::Stream(s) => stream_json(s),
     }
@@ -181,14 +206,27 @@ fn normalize(expected: &Value, actual: &mut Value, ty: &str) -> Value {
         }
     }
     if ty == "stream" {
-        let egroups = e.get("groups").and_then(Value::as_array).cloned().unwrap_or_default();
+        let egroups = e
+            .get("groups")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         if let Some(agroups) = actual.get_mut("groups").and_then(Value::as_array_mut) {
             for ag in agroups {
-                let Some(eg) = egroups.iter().find(|g| g.get("name") == ag.get("name")) else { continue };
-                let econs = eg.get("consumers").and_then(Value::as_array).cloned().unwrap_or_default();
+                let Some(eg) = egroups.iter().find(|g| g.get("name") == ag.get("name")) else {
+                    continue;
+                };
+                let econs = eg
+                    .get("consumers")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
                 if let Some(acons) = ag.get_mut("consumers").and_then(Value::as_array_mut) {
                     for ac in acons {
-                        let Some(ec) = econs.iter().find(|c| c.get("name") == ac.get("name")) else { continue };
+                        let Some(ec) = econs.iter().find(|c| c.get("name") == ac.get("name"))
+                        else {
+                            continue;
+                        };
                         for f in ["seen_time_ms", "active_time_ms"] {
                             if ec.get(f).is_some_and(Value::is_null) {
                                 ac[f] = Value::Null;
@@ -246,10 +284,20 @@ fn first_diff(a: &Value, b: &Value, path: &str) -> String {
 }
 
 fn hfe_types(expected: &Value) -> Vec<String> {
-    let names = ["HASH_METADATA", "HASH_LISTPACK_EX", "HASH_METADATA_PRE_GA", "HASH_LISTPACK_EX_PRE_GA"];
+    let names = [
+        "HASH_METADATA",
+        "HASH_LISTPACK_EX",
+        "HASH_METADATA_PRE_GA",
+        "HASH_LISTPACK_EX_PRE_GA",
+    ];
     expected["rdb"]["types"]
         .as_object()
-        .map(|m| m.keys().filter(|k| names.contains(&k.as_str())).cloned().collect())
+        .map(|m| {
+            m.keys()
+                .filter(|k| names.contains(&k.as_str()))
+                .cloned()
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -269,7 +317,12 @@ fn compare(file: &RdbFile, expected: &Value) -> Vec<String> {
             continue;
         }
         let rec = json!({"type": type_name_of(k), "expire_ms": k.expire_ms, "value": value_json(&k.value)});
-        if actual.entry(db.clone()).or_default().insert(key.clone(), rec).is_some() {
+        if actual
+            .entry(db.clone())
+            .or_default()
+            .insert(key.clone(), rec)
+            .is_some()
+        {
             diffs.push(format!("db{db}: key {key} appears twice"));
         }
         records.insert((db, key), k);
@@ -281,19 +334,36 @@ fn compare(file: &RdbFile, expected: &Value) -> Vec<String> {
         .as_array()
         .map(|a| {
             a.iter()
-                .map(|r| (r["db"].as_u64().unwrap().to_string(), r["key"].as_str().unwrap().to_string()))
+                .map(|r| {
+                    (
+                        r["db"].as_u64().unwrap().to_string(),
+                        r["key"].as_str().unwrap().to_string(),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();
     if dropped != not_loaded {
-        diffs.push(format!("keys not loaded: {dropped:?}, expected {not_loaded:?}"));
+        diffs.push(format!(
+            "keys not loaded: {dropped:?}, expected {not_loaded:?}"
+        ));
     }
 
     let empty = Map::new();
-    let exp_dbs = expected["databases"].as_object().cloned().unwrap_or_default();
-    let all_dbs: BTreeSet<String> = exp_dbs.keys().cloned().chain(actual.keys().cloned()).collect();
+    let exp_dbs = expected["databases"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let all_dbs: BTreeSet<String> = exp_dbs
+        .keys()
+        .cloned()
+        .chain(actual.keys().cloned())
+        .collect();
     for db in all_dbs {
-        let e = exp_dbs.get(&db).and_then(Value::as_object).unwrap_or(&empty);
+        let e = exp_dbs
+            .get(&db)
+            .and_then(Value::as_object)
+            .unwrap_or(&empty);
         let a = actual.get(&db).unwrap_or(&empty);
         let missing: Vec<_> = e.keys().filter(|k| !a.contains_key(*k)).take(5).collect();
         let extra: Vec<_> = a.keys().filter(|k| !e.contains_key(*k)).take(5).collect();
@@ -308,7 +378,10 @@ fn compare(file: &RdbFile, expected: &Value) -> Vec<String> {
             let ty = er["type"].as_str().unwrap_or("");
             for fld in ["type", "expire_ms"] {
                 if er[fld] != ar[fld] {
-                    diffs.push(format!("db{db} key {k}: {fld} expected {} got {}", er[fld], ar[fld]));
+                    diffs.push(format!(
+                        "db{db} key {k}: {fld} expected {} got {}",
+                        er[fld], ar[fld]
+                    ));
                 }
             }
             let mut av = ar["value"].clone();
@@ -319,7 +392,10 @@ fn compare(file: &RdbFile, expected: &Value) -> Vec<String> {
             if let Some(rk) = records.get(&(db.clone(), k.clone())) {
                 if let Some(name) = er.get("rdb_type").and_then(Value::as_str) {
                     if rdb_type_name(rk.rdb_type) != Some(name) {
-                        diffs.push(format!("db{db} key {k}: rdb_type {} vs {name}", rk.rdb_type));
+                        diffs.push(format!(
+                            "db{db} key {k}: rdb_type {} vs {name}",
+                            rk.rdb_type
+                        ));
                     }
                 }
                 if let Some(f) = er.get("rdb_lfu_freq").and_then(Value::as_u64) {
@@ -345,7 +421,9 @@ fn compare(file: &RdbFile, expected: &Value) -> Vec<String> {
         let mut libs: Vec<(String, String, String)> = Vec::new();
         for code in &file.functions {
             match parse_library_metadata(code) {
-                Ok((engine, name)) => libs.push((name, engine.to_ascii_uppercase(), escape_bytes(code))),
+                Ok((engine, name)) => {
+                    libs.push((name, engine.to_ascii_uppercase(), escape_bytes(code)))
+                }
                 Err(e) => diffs.push(format!("function library metadata: {e}")),
             }
         }
@@ -383,7 +461,11 @@ fn all_rdb_fixtures() {
         return;
     };
     let files = rdb_files(&root);
-    assert!(!files.is_empty(), "no .rdb fixtures under {}", root.display());
+    assert!(
+        !files.is_empty(),
+        "no .rdb fixtures under {}",
+        root.display()
+    );
     let mut passed = 0;
     let mut failures = Vec::new();
     for path in &files {
@@ -441,8 +523,13 @@ fn all_rdb_fixtures() {
             }
         }
     }
-    println!("RDB fixtures: {passed} passed, {} failed", failures.len());
-    assert!(failures.is_empty(), "{} fixture(s) failed:\n{}", failures.len(), failures.join("\n"));
+    println!("RDB fixtures compared: {passed} ok, {} failing", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} fixture(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 /// corrupt_empty_keys.rdb: Valkey loads it and skips the 9 empty keys; the
@@ -457,7 +544,11 @@ fn empty_keys_are_reported() {
     }
     let file = load_all(&path).expect("loads");
     assert!(file.keys.is_empty());
-    let mut names: Vec<String> = file.empty_keys.iter().map(|k| escape_bytes(&k.key)).collect();
+    let mut names: Vec<String> = file
+        .empty_keys
+        .iter()
+        .map(|k| escape_bytes(&k.key))
+        .collect();
     names.sort();
     assert_eq!(
         names,
@@ -482,7 +573,9 @@ fn footer_of_real_files() {
     let mut checked = 0;
     for path in rdb_files(&root) {
         let bytes = fs::read(&path).unwrap();
-        let Some(expected) = expected_for(&path) else { continue };
+        let Some(expected) = expected_for(&path) else {
+            continue;
+        };
         if expected["expect"] == "error" || bytes.len() < 17 || &bytes[..5] != b"REDIS" {
             continue;
         }
@@ -491,7 +584,12 @@ fn footer_of_real_files() {
             continue;
         }
         let n = bytes.len();
-        assert_eq!(bytes[n - 9], 0xff, "{}: EOF opcode before the footer", path.display());
+        assert_eq!(
+            bytes[n - 9],
+            0xff,
+            "{}: EOF opcode before the footer",
+            path.display()
+        );
         let stored = u64::from_le_bytes(bytes[n - 8..].try_into().unwrap());
         if stored == 0 {
             continue;
@@ -524,6 +622,30 @@ fn small_fixtures(root: &Path) -> Vec<PathBuf> {
     .collect()
 }
 
+/// LZF on real data: the reader decompressed the fixture's LZF strings
+/// (checked against the expected values above); our compressor round-trips
+/// them.
+#[test]
+fn lzf_on_fixture_data() {
+    let Some(root) = fixtures_root() else { return };
+    let path = root.join("rdb/valkey-8.0.1/strings-lzf.rdb");
+    if !path.exists() {
+        return;
+    }
+    let file = load_all(&path).unwrap();
+    let mut n = 0;
+    for k in &file.keys {
+        if k.encoding != ferrokey_formats::rdb::Encoding::String(ferrokey_formats::rdb::StringEncoding::Lzf) {
+            continue;
+        }
+        let RdbValue::String(v) = &k.value else { panic!() };
+        let c = ferrokey_formats::lzf::compress(v, v.len() - 4).expect("compressible, as the server found");
+        assert_eq!(&ferrokey_formats::lzf::decompress(&c, v.len()).unwrap(), v);
+        n += 1;
+    }
+    assert!(n >= 5, "{n} LZF strings");
+}
+
 /// Every strict prefix of a file is refused (and never panics).
 #[test]
 fn truncated_files_are_refused() {
@@ -534,7 +656,11 @@ fn truncated_files_are_refused() {
         let bytes = fs::read(&path).unwrap();
         for n in 0..bytes.len() {
             let r = load_all_from(RdbReader::new(&bytes[..n]));
-            assert!(r.is_err(), "{}: prefix of {n} bytes was accepted", path.display());
+            assert!(
+                r.is_err(),
+                "{}: prefix of {n} bytes was accepted",
+                path.display()
+            );
         }
         load_all_from(RdbReader::new(&bytes[..])).unwrap();
     }
@@ -564,7 +690,11 @@ fn bit_flips_are_refused() {
             let x = (next() % 255 + 1) as u8;
             b[i] ^= x;
             let r = load_all_from(RdbReader::new(&b[..]));
-            assert!(r.is_err(), "{}: byte {i} ^ {x:#x} was accepted", path.display());
+            assert!(
+                r.is_err(),
+                "{}: byte {i} ^ {x:#x} was accepted",
+                path.display()
+            );
             tried += 1;
         }
         // Every single-bit flip of the first 600 bytes.
@@ -573,7 +703,11 @@ fn bit_flips_are_refused() {
                 let mut b = bytes.clone();
                 b[i] ^= 1 << bit;
                 let r = load_all_from(RdbReader::new(&b[..]));
-                assert!(r.is_err(), "{}: byte {i} bit {bit} flip was accepted", path.display());
+                assert!(
+                    r.is_err(),
+                    "{}: byte {i} bit {bit} flip was accepted",
+                    path.display()
+                );
                 tried += 1;
             }
         }

@@ -18,6 +18,7 @@ use crate::command::{errors, CmdError, CmdResult, Ctx, Handler};
 use crate::reply::Reply;
 use crate::server::{unix_us, ServerState, ShutdownMode};
 
+pub use config_cmd::{apply as apply_config_change, COPIED_DIRECTIVES};
 pub use memory::record_startup_memory;
 pub use stats::{record_call, record_error_reply, record_rejected};
 
@@ -108,6 +109,7 @@ fn shutdown(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
         ShutdownMode::Default
     };
     ctx.srv.request_shutdown(mode);
+    // Valkey exits on the spot: no later command of a pipeline may run.
     ctx.client.info.close_requested.set(true);
     Ok(())
 }

@@ -49,7 +49,12 @@ pub struct RdbError {
 
 impl RdbError {
     pub fn new(offset: u64, kind: RdbErrorKind) -> Self {
-        RdbError { offset, key: None, rdb_type: None, kind }
+        RdbError {
+            offset,
+            key: None,
+            rdb_type: None,
+            kind,
+        }
     }
 
     pub(crate) fn corrupt(offset: u64, reason: impl Into<String>) -> Self {

@@ -30,8 +30,8 @@ pub use consts::{
 };
 pub use error::{RdbError, RdbErrorKind};
 pub use reader::{
-    decode_dump_payload, decode_object, load_all, load_all_from, DecodedObject, DumpPayload, RdbFile, RdbReader,
-    ReaderOptions,
+    decode_dump_payload, decode_object, load_all, load_all_from, DecodedObject, DumpPayload,
+    RdbFile, RdbReader, ReaderOptions,
 };
 pub use stream::{Consumer, ConsumerGroup, PendingEntry, Stream, StreamEntry, StreamId};
 
@@ -185,24 +185,43 @@ pub enum Magic {
 #[derive(Debug, Clone, PartialEq)]
 pub enum RdbItem {
     /// Always first.
-    Header { magic: Magic, version: u32 },
+    Header {
+        magic: Magic,
+        version: u32,
+    },
     /// AUX field (e.g. `redis-ver`, `ctime`, `lua` script backups).
-    Aux { key: Vec<u8>, value: Vec<u8> },
-    SelectDb { db: u64 },
+    Aux {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    SelectDb {
+        db: u64,
+    },
     /// RESIZEDB: size hints for the current database.
-    ResizeDb { db_size: u64, expires_size: u64 },
+    ResizeDb {
+        db_size: u64,
+        expires_size: u64,
+    },
     /// Redis 7.4 SLOT_INFO (cluster mode): hints for one slot.
-    SlotInfo { slot_id: u64, slot_size: u64, expires_slot_size: u64 },
+    SlotInfo {
+        slot_id: u64,
+        slot_size: u64,
+        expires_slot_size: u64,
+    },
     /// FUNCTION2: a function library's source code (starts with a
     /// `#!<engine> name=<library>` line; see [`parse_library_metadata`]).
-    Function { code: Vec<u8> },
+    Function {
+        code: Vec<u8>,
+    },
     /// A key (including keys whose expire time has passed: see
     /// [`RdbKey::is_expired`]).
     Key(RdbKey),
     /// A key whose collection was empty (to be skipped).
     EmptyKey(EmptyKey),
     /// The end: the reader stops after the footer.
-    Eof { checksum: Checksum },
+    Eof {
+        checksum: Checksum,
+    },
 }
 
 /// Engine and library name from the first line of a function library's code
@@ -212,7 +231,10 @@ pub fn parse_library_metadata(code: &[u8]) -> Result<(String, String), String> {
     if !code.starts_with(b"#!") {
         return Err("missing library metadata".into());
     }
-    let nl = code.iter().position(|&b| b == b'\n').ok_or("invalid library metadata")?;
+    let nl = code
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or("invalid library metadata")?;
     let line = String::from_utf8_lossy(&code[2..nl]);
     let mut parts = line.split_ascii_whitespace();
     let engine = parts.next().ok_or("invalid library metadata")?.to_string();

@@ -29,7 +29,12 @@ pub(crate) struct Source<R> {
 
 impl<R: BufRead> Source<R> {
     pub fn new(inner: R) -> Self {
-        Source { inner, pos: 0, crc: Crc64::new(), hashing: true }
+        Source {
+            inner,
+            pos: 0,
+            crc: Crc64::new(),
+            hashing: true,
+        }
     }
 
     pub fn pos(&self) -> u64 {
@@ -150,9 +155,14 @@ impl<R: BufRead> Source<R> {
             }
             3 => Ok(Len::Special(b & 0x3f)),
             _ => match b {
-                0x80 => Ok(Len::Plain(u32::from_be_bytes(self.read_array::<4>()?) as u64)),
+                0x80 => Ok(Len::Plain(
+                    u32::from_be_bytes(self.read_array::<4>()?) as u64
+                )),
                 0x81 => Ok(Len::Plain(u64::from_be_bytes(self.read_array::<8>()?))),
-                _ => Err(RdbError::corrupt(at, format!("unknown length encoding 0x{b:02x}"))),
+                _ => Err(RdbError::corrupt(
+                    at,
+                    format!("unknown length encoding 0x{b:02x}"),
+                )),
             },
         }
     }
@@ -202,7 +212,10 @@ impl<R: BufRead> Source<R> {
                 })?;
                 Ok((out, StringEncoding::Lzf))
             }
-            Len::Special(e) => Err(RdbError::corrupt(at, format!("unknown RDB string encoding type {e}"))),
+            Len::Special(e) => Err(RdbError::corrupt(
+                at,
+                format!("unknown RDB string encoding type {e}"),
+            )),
         }
     }
 

@@ -24,19 +24,7 @@ pub(super) fn command_all(ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
 /// list (its tenth field) as an array even when it is empty, where Valkey
 /// answers an empty set for commands without subcommands.
 fn write_info(out: &mut Reply, info: &Value) {
-    match info {
-        Value::Array(fields) if matches!(fields.get(9), Some(Value::Array(subs)) if subs.is_empty()) => {
-            out.array(fields.len());
-            for (i, field) in fields.iter().enumerate() {
-                if i == 9 {
-                    out.set(0);
-                } else {
-                    out.value(field);
-                }
-            }
-        }
-        _ => out.value(info),
-    }
+    out.value(info);
 }
 
 /// COMMAND COUNT

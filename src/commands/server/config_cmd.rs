@@ -4,7 +4,7 @@
 
 use crate::command::{errors, CmdResult, Ctx};
 use crate::config::{LogLevel, SetContext};
-use crate::server::{is_loopback, Stats};
+use crate::server::{is_loopback, ServerState, Stats};
 use crate::{log, log_notice, log_warning};
 
 use super::{config_value, reply_help, stats};
@@ -29,17 +29,21 @@ pub(super) fn config_set(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let who = SetContext { loading: false, local_client: is_loopback(&ctx.client.info.addr.ip()) };
     let changed = ctx.srv.config.set_with(&pairs, who)?;
     for name in changed {
-        apply(ctx, name);
+        apply(ctx.srv, name);
     }
     ctx.out.ok();
     Ok(())
 }
 
+/// Directives whose value the server keeps a copy of outside the config:
+/// applied once at start-up and again whenever CONFIG SET changes them.
+pub const COPIED_DIRECTIVES: &[&str] =
+    &["slowlog-log-slower-than", "slowlog-max-len", "latency-tracking", "latency-monitor-threshold"];
+
 /// Makes a changed directive take effect where the server keeps a copy of
 /// it. Directives read straight from the configuration (hz, timeout,
 /// maxclients, requirepass, ...) need nothing.
-fn apply(ctx: &mut Ctx, name: &str) {
-    let st = &mut *ctx.srv;
+pub fn apply(st: &mut ServerState, name: &str) {
     match name {
         "loglevel" => log::set_level(match st.config.loglevel {
             LogLevel::Debug => log::Level::Debug,

@@ -399,6 +399,20 @@ mod tests {
     }
 
     #[test]
+    fn cumulative_distribution_by_powers_of_two() {
+        let mut h = Histogram::default();
+        h.record(500);
+        h.record(10_000);
+        h.record(10_500);
+        // Up to 1 µs: one call; up to 16 µs: all three. Empty levels are skipped.
+        assert_eq!(h.cumulative_by_powers_of_two(), vec![(1, 1), (16, 3)]);
+        let mut slow = Histogram::default();
+        slow.record(5_000_000_000);
+        // Clamped to 1 s, reported at the last bucket's edge.
+        assert_eq!(slow.cumulative_by_powers_of_two(), vec![(1_073_741, 1)]);
+    }
+
+    #[test]
     fn error_codes_are_first_words() {
         with(|c| c.errors.clear());
         record_error_reply("WRONGTYPE Operation against a key holding the wrong kind of value");
