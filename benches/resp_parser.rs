@@ -33,7 +33,9 @@ fn parsers(c: &mut Criterion) {
         b.iter(|| {
             let mut pos = 0;
             let mut n = 0;
-            while let Ok(Parsed::Complete { consumed }) = parse_request(&input[pos..], RequestLimits::default(), &mut req) {
+            while let Ok(Parsed::Complete { consumed }) =
+                parse_request(&input[pos..], RequestLimits::default(), &mut req)
+            {
                 n += req.args.len();
                 pos += consumed;
             }
@@ -65,9 +67,8 @@ fn command_path(c: &mut Criterion) {
     let mut out = Reply::new(false);
     let mut req = Request::default();
     let sets = pipeline();
-    let gets: Vec<u8> = (0..16)
-        .flat_map(|i| format!("*2\r\n$3\r\nGET\r\n$16\r\nkey:{i:012}\r\n").into_bytes())
-        .collect();
+    let gets: Vec<u8> =
+        (0..16).flat_map(|i| format!("*2\r\n$3\r\nGET\r\n$16\r\nkey:{i:012}\r\n").into_bytes()).collect();
     let mut group = c.benchmark_group("execute 16 commands");
     group.throughput(Throughput::Elements(16));
     group.bench_function("SET", |b| {

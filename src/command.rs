@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use ferrokey_formats::resp::{parse_value, Value};
 
 use crate::client::Client;
-use crate::db::Db;
+use crate::db::{Db, Entry};
 use crate::reply::Reply;
 use crate::server::ServerState;
 
@@ -83,11 +83,69 @@ impl Ctx<'_> {
         (self.now_ms / 1000) as u32
     }
 
+    /// Looks a key up in the client's database (expiring it if due) with
+    /// the side effects of `how`, returning the reply buffer alongside so a
+    /// handler can answer while it holds the entry.
+    pub fn lookup(&mut self, key: &[u8], how: Lookup) -> (Option<&mut Entry>, &mut Reply) {
+        let no_touch = self.client.info.no_touch.get();
+        let entry = lookup_entry(self.srv, self.client.db, key, how, self.now_ms, no_touch);
+        (entry, &mut *self.out)
+    }
+
+    /// Looks a key up in database `db` with the side effects of `how`.
+    pub fn lookup_in(&mut self, db: usize, key: &[u8], how: Lookup) -> Option<&mut Entry> {
+        let no_touch = self.client.info.no_touch.get();
+        lookup_entry(self.srv, db, key, how, self.now_ms, no_touch)
+    }
+
     /// Records that the dataset changed (save points, INFO rdb_changes_since_last_save).
     #[inline]
     pub fn dirty(&mut self, n: u64) {
         self.srv.dirty += n;
     }
+}
+
+/// The kinds of key lookup, each with the side effects Valkey gives it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Lookup {
+    /// Reading commands: count a keyspace hit or miss and refresh the access
+    /// time, unless the client asked for CLIENT NO-TOUCH.
+    Read,
+    /// Count a hit or miss; leave the access time alone (OBJECT).
+    ReadNoTouch,
+    /// TOUCH: count and refresh even for a NO-TOUCH client, since touching
+    /// is what it asked for.
+    Touch,
+    /// Before a change: refresh the access time, count nothing.
+    Write,
+}
+
+fn lookup_entry<'s>(
+    srv: &'s mut ServerState,
+    db: usize,
+    key: &[u8],
+    how: Lookup,
+    now_ms: i64,
+    no_touch: bool,
+) -> Option<&'s mut Entry> {
+    let touch = match how {
+        Lookup::Read | Lookup::Write => !no_touch,
+        Lookup::ReadNoTouch => false,
+        Lookup::Touch => true,
+    };
+    let entry = srv.dbs[db].get_mut(key, now_ms);
+    if how != Lookup::Write {
+        if entry.is_some() {
+            srv.stats.keyspace_hits += 1;
+        } else {
+            srv.stats.keyspace_misses += 1;
+        }
+    }
+    let entry = entry?;
+    if touch {
+        entry.last_access = (now_ms / 1000) as u32;
+    }
+    Some(entry)
 }
 
 /// Command flags from Valkey's COMMAND INFO.

@@ -3,8 +3,8 @@
 //! `.` debug, `-` verbose, `*` notice, `#` warning.
 
 use std::io::Write;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Mutex;
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 pub enum Level {
@@ -13,6 +13,19 @@ pub enum Level {
     Notice = 2,
     Warning = 3,
     Nothing = 4,
+}
+
+impl From<crate::config::LogLevel> for Level {
+    fn from(l: crate::config::LogLevel) -> Level {
+        use crate::config::LogLevel;
+        match l {
+            LogLevel::Debug => Level::Debug,
+            LogLevel::Verbose => Level::Verbose,
+            LogLevel::Notice => Level::Notice,
+            LogLevel::Warning => Level::Warning,
+            LogLevel::Nothing => Level::Nothing,
+        }
+    }
 }
 
 static MIN_LEVEL: AtomicU8 = AtomicU8::new(Level::Notice as u8);

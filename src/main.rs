@@ -52,7 +52,7 @@ fn main() {
         eprintln!("Can't chdir to '{}': {e}", config.dir.display());
         std::process::exit(1);
     }
-    if let Err(e) = log::configure(log_level(&config), &config.logfile) {
+    if let Err(e) = log::configure(config.loglevel.into(), &config.logfile) {
         eprintln!("Can't open the log file: {e}");
         std::process::exit(1);
     }
@@ -83,17 +83,6 @@ fn main() {
     log_notice!("Running mode=standalone, port={}.", config.port);
     let code = ferrokey::server::run(config);
     std::process::exit(code);
-}
-
-fn log_level(config: &Config) -> log::Level {
-    use ferrokey::config::LogLevel;
-    match config.loglevel {
-        LogLevel::Debug => log::Level::Debug,
-        LogLevel::Verbose => log::Level::Verbose,
-        LogLevel::Notice => log::Level::Notice,
-        LogLevel::Warning => log::Level::Warning,
-        LogLevel::Nothing => log::Level::Nothing,
-    }
 }
 
 /// Detaches from the terminal the classic way: fork, let the parent exit,

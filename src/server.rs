@@ -182,24 +182,23 @@ async fn serve(config: Config) -> i32 {
     let shutdown_notify = state.borrow().shutdown_notify.clone();
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
-    loop {
-        tokio::select! {
-            _ = shutdown_notify.notified() => {
-                log_notice!("User requested shutdown...");
-                break;
-            }
-            _ = async { match sigterm.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {
-                log_warning!("Received SIGTERM scheduling shutdown...");
-                break;
-            }
-            _ = async { match sigint.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {
-                log_warning!("Received SIGINT scheduling shutdown...");
-                break;
-            }
-        }
+    tokio::select! {
+        _ = shutdown_notify.notified() => log_notice!("User requested shutdown..."),
+        _ = next_signal(&mut sigterm) => log_warning!("Received SIGTERM scheduling shutdown..."),
+        _ = next_signal(&mut sigint) => log_warning!("Received SIGINT scheduling shutdown..."),
     }
     finish_shutdown(&state.borrow());
     0
+}
+
+/// Waits for a signal; forever when its handler could not be installed.
+async fn next_signal(signal: &mut Option<tokio::signal::unix::Signal>) {
+    match signal.as_mut() {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 fn finish_shutdown(state: &ServerState) {

@@ -62,7 +62,11 @@ fn hello_authenticates_and_refuses_without_credentials() {
     let server = Server::start_with(&["--requirepass", "s3cret"]);
     let mut c = server.raw();
     let refused = c.cmd(&[b"HELLO", b"3"]);
-    assert!(text(&refused).starts_with("-NOAUTH HELLO must be called with the client already authenticated"), "{}", text(&refused));
+    assert!(
+        text(&refused).starts_with("-NOAUTH HELLO must be called with the client already authenticated"),
+        "{}",
+        text(&refused)
+    );
     assert_eq!(c.cmd(&[b"HELLO", b"3", b"AUTH", b"default", b"bad"]), WRONGPASS);
     assert_eq!(c.cmd(&[b"PING"]), NOAUTH);
     let hello = c.cmd(&[b"HELLO", b"3", b"AUTH", b"default", b"s3cret", b"SETNAME", b"authed"]);

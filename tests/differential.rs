@@ -100,13 +100,7 @@ fn parse_script(src: &str) -> Result<Vec<Line>, Vec<String>> {
             continue;
         }
         match parse_line(text) {
-            Ok((mode, only, action)) => lines.push(Line {
-                lineno,
-                text: text.to_string(),
-                mode,
-                only,
-                action,
-            }),
+            Ok((mode, only, action)) => lines.push(Line { lineno, text: text.to_string(), mode, only, action }),
             Err(e) => errors.push(format!("line {lineno}: {e}: {text}")),
         }
     }
@@ -133,10 +127,7 @@ fn parse_line(text: &str) -> Result<(Mode, Option<u8>, Action), String> {
             }
             Ok(())
         };
-        let int = |s: &str| {
-            s.parse::<i64>()
-                .map_err(|_| format!("not an integer in a prefix: {s:?}"))
-        };
+        let int = |s: &str| s.parse::<i64>().map_err(|_| format!("not an integer in a prefix: {s:?}"));
         match words.as_slice() {
             ["sorted"] => set_mode(Mode::Sorted)?,
             ["shape"] => set_mode(Mode::Shape)?,
@@ -160,10 +151,7 @@ fn parse_line(text: &str) -> Result<(Mode, Option<u8>, Action), String> {
             if noreply {
                 return Err("[raw] and [noreply] together (use [raw 0])".into());
             }
-            Action::Raw {
-                bytes: unescape(rest)?,
-                replies,
-            }
+            Action::Raw { bytes: unescape(rest)?, replies }
         }
         None => {
             let args = split_args(rest.as_bytes()).ok_or("unbalanced quotes")?;
@@ -201,10 +189,7 @@ fn unescape(s: &str) -> Result<Vec<u8>, String> {
             b'\\' => out.push(b'\\'),
             b'x' => {
                 let hex = s.get(i..i + 2).ok_or("a short \\x escape")?;
-                out.push(
-                    u8::from_str_radix(hex, 16)
-                        .map_err(|_| format!("a bad \\x escape: \\x{hex}"))?,
-                );
+                out.push(u8::from_str_radix(hex, 16).map_err(|_| format!("a bad \\x escape: \\x{hex}"))?);
                 i += 2;
             }
             other => return Err(format!("an unknown escape \\{}", other as char)),
@@ -227,8 +212,7 @@ struct Node<'a> {
 
 impl Node<'_> {
     fn is_null(&self) -> bool {
-        self.kind == b'_'
-            || (matches!(self.kind, b'$' | b'*' | b'=' | b'!' | b'~' | b'%') && self.head == b"-1")
+        self.kind == b'_' || (matches!(self.kind, b'$' | b'*' | b'=' | b'!' | b'~' | b'%') && self.head == b"-1")
     }
     fn is_error(&self) -> bool {
         matches!(self.kind, b'-' | b'!')
@@ -280,15 +264,7 @@ fn tree(buf: &[u8]) -> Result<(Node<'_>, usize), String> {
         }
         other => return Err(format!("unknown type byte {:?}", other as char)),
     }
-    Ok((
-        Node {
-            kind,
-            head,
-            raw: &buf[..pos],
-            children,
-        },
-        pos,
-    ))
+    Ok((Node { kind, head, raw: &buf[..pos], children }, pos))
 }
 
 fn parse_tree(buf: &[u8]) -> Option<Node<'_>> {
@@ -305,10 +281,7 @@ fn canonical(n: &Node) -> Vec<u8> {
         return n.raw.to_vec();
     }
     let mut items: Vec<Vec<u8>> = if matches!(n.kind, b'%' | b'|') {
-        n.children
-            .chunks(2)
-            .map(|pair| pair.iter().flat_map(|c| canonical(c)).collect())
-            .collect()
+        n.children.chunks(2).map(|pair| pair.iter().flat_map(|c| canonical(c)).collect()).collect()
     } else {
         n.children.iter().map(canonical).collect()
     };
@@ -355,13 +328,7 @@ fn info_fields(n: &Node) -> Option<BTreeSet<String>> {
         text.lines()
             .map(str::trim)
             .filter(|l| !l.is_empty() && !l.starts_with(OWN_INFO_PREFIX))
-            .map(|l| {
-                if l.starts_with('#') {
-                    l.to_string()
-                } else {
-                    l.split(':').next().unwrap().to_string()
-                }
-            })
+            .map(|l| if l.starts_with('#') { l.to_string() } else { l.split(':').next().unwrap().to_string() })
             .collect(),
     )
 }
@@ -379,13 +346,7 @@ fn compare(mode: &Mode, a: &[u8], b: &[u8]) -> Result<(), Option<String>> {
         return Err(None);
     };
     if *mode == Mode::ErrCode {
-        let code = |n: &Node| {
-            n.raw[1..]
-                .split(|&c| c == b' ' || c == b'\r')
-                .next()
-                .unwrap_or(b"")
-                .to_vec()
-        };
+        let code = |n: &Node| n.raw[1..].split(|&c| c == b' ' || c == b'\r').next().unwrap_or(b"").to_vec();
         return if na.is_error() && nb.is_error() && na.kind == nb.kind && code(&na) == code(&nb) {
             Ok(())
         } else {
@@ -475,10 +436,7 @@ fn show_outs(outs: &[Out]) -> String {
     if outs.is_empty() {
         return "<nothing read>".into();
     }
-    outs.iter()
-        .map(Out::show)
-        .collect::<Vec<_>>()
-        .join("  ++  ")
+    outs.iter().map(Out::show).collect::<Vec<_>>().join("  ++  ")
 }
 
 struct Side {
@@ -544,16 +502,8 @@ impl Side {
         for cmd in [&[&b"FLUSHALL"[..]][..], &[b"SELECT", b"0"]] {
             let out = self.call(cmd);
             if out != Out::Reply(b"+OK\r\n".to_vec()) {
-                let shown = cmd
-                    .iter()
-                    .map(|a| String::from_utf8_lossy(a))
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                failures.push(format!(
-                    "{} answered {shown} with {}",
-                    self.label,
-                    out.show()
-                ));
+                let shown = cmd.iter().map(|a| String::from_utf8_lossy(a)).collect::<Vec<_>>().join(" ");
+                failures.push(format!("{} answered {shown} with {}", self.label, out.show()));
                 if out.breaks_connection() {
                     notes.extend(self.connect(2));
                 }
@@ -644,19 +594,8 @@ struct Run {
 }
 
 impl Run {
-    fn record(
-        &mut self,
-        file: &str,
-        line: &Line,
-        proto: u8,
-        a: &[Out],
-        b: &[Out],
-        note: Option<String>,
-    ) {
-        let note = note.map(|n| {
-            n.replace("<A>", &self.a.label)
-                .replace("<B>", &self.b.label)
-        });
+    fn record(&mut self, file: &str, line: &Line, proto: u8, a: &[Out], b: &[Out], note: Option<String>) {
+        let note = note.map(|n| n.replace("<A>", &self.a.label).replace("<B>", &self.b.label));
         self.mismatches.push(Mismatch {
             group: group_of(line),
             file: file.to_string(),
@@ -674,11 +613,7 @@ impl Run {
         let mut notes = Vec::new();
         let ra = self.a.reset(proto, &mut notes);
         let rb = self.b.reset(proto, &mut notes);
-        self.notes.extend(
-            notes
-                .drain(..)
-                .map(|n| format!("{file} [RESP{proto}] setup: {n}")),
-        );
+        self.notes.extend(notes.drain(..).map(|n| format!("{file} [RESP{proto}] setup: {n}")));
         let setup_line = |text: &str| Line {
             lineno: 0,
             text: text.to_string(),
@@ -691,27 +626,13 @@ impl Run {
             let mut line = setup_line("RESET / FLUSHALL / SELECT 0 (harness setup)");
             line.mode = Mode::Exact;
             let msg = fa.into_iter().chain(fb).collect::<Vec<_>>().join("; ");
-            let note =
-                format!("setup failed: {msg}; the script runs anyway, on whatever state is left");
+            let note = format!("setup failed: {msg}; the script runs anyway, on whatever state is left");
             self.record(file, &line, proto, &[], &[], Some(note));
         }
         if let (Some(ha), Some(hb)) = (ha, hb) {
             self.compared += 1;
-            if !outs_equal(
-                &Mode::Shape,
-                std::slice::from_ref(&ha),
-                std::slice::from_ref(&hb),
-            )
-            .0
-            {
-                self.record(
-                    file,
-                    &setup_line("HELLO 3 (harness setup)"),
-                    proto,
-                    &[ha],
-                    &[hb],
-                    None,
-                );
+            if !outs_equal(&Mode::Shape, std::slice::from_ref(&ha), std::slice::from_ref(&hb)).0 {
+                self.record(file, &setup_line("HELLO 3 (harness setup)"), proto, &[ha], &[hb], None);
             }
         }
         for line in lines {
@@ -730,12 +651,7 @@ impl Run {
                 Action::Cmd(_) => {}
             }
             if self.show {
-                say(&format!(
-                    "{file}:{} [RESP{proto}] {}\n    -> {}",
-                    line.lineno,
-                    line.text,
-                    show_outs(&ob)
-                ));
+                say(&format!("{file}:{} [RESP{proto}] {}\n    -> {}", line.lineno, line.text, show_outs(&ob)));
             }
             self.compared += 1;
             let (same, explain) = outs_equal(&line.mode, &oa, &ob);
@@ -748,24 +664,13 @@ impl Run {
                 }
             }
             for n in &crash_notes {
-                self.notes.push(format!(
-                    "{file}:{} [RESP{proto}] {}: {n}",
-                    line.lineno, line.text
-                ));
+                self.notes.push(format!("{file}:{} [RESP{proto}] {}: {n}", line.lineno, line.text));
             }
             if !same || !crash_notes.is_empty() {
-                let crashed = crash_notes
-                    .iter()
-                    .map(|n| n.lines().next().unwrap_or("").to_string());
+                let crashed = crash_notes.iter().map(|n| n.lines().next().unwrap_or("").to_string());
                 let note: Vec<String> = explain.into_iter().chain(crashed).collect();
-                let note = (!note.is_empty()).then(|| {
-                    note.join("; ")
-                        + if crash_notes.is_empty() {
-                            ""
-                        } else {
-                            " (see the notes at the end)"
-                        }
-                });
+                let note = (!note.is_empty())
+                    .then(|| note.join("; ") + if crash_notes.is_empty() { "" } else { " (see the notes at the end)" });
                 self.record(file, line, proto, &oa, &ob, note);
             }
         }
@@ -776,16 +681,12 @@ impl Run {
 /// protocol error closes the connection after its reply), finds out whether
 /// each side closed: waits until both have, or `CLOSE_PROBE` has passed.
 fn probe_close(a: &mut Side, oa: &mut Vec<Out>, b: &mut Side, ob: &mut Vec<Out>) {
-    let ends_in_error =
-        |outs: &Vec<Out>| matches!(outs.last(), Some(Out::Reply(r)) if r.first() == Some(&b'-'));
+    let ends_in_error = |outs: &Vec<Out>| matches!(outs.last(), Some(Out::Reply(r)) if r.first() == Some(&b'-'));
     if !ends_in_error(oa) && !ends_in_error(ob) {
         return;
     }
     let deadline = std::time::Instant::now() + CLOSE_PROBE;
-    let mut open = [
-        !oa.iter().any(Out::breaks_connection),
-        !ob.iter().any(Out::breaks_connection),
-    ];
+    let mut open = [!oa.iter().any(Out::breaks_connection), !ob.iter().any(Out::breaks_connection)];
     let mut sides = [(a, oa), (b, ob)];
     while open.iter().any(|&o| o) && std::time::Instant::now() < deadline {
         for (i, (side, outs)) in sides.iter_mut().enumerate() {
@@ -801,8 +702,8 @@ fn probe_close(a: &mut Side, oa: &mut Vec<Out>, b: &mut Side, ob: &mut Vec<Out>)
 /// `[raw]` for raw lines, `(setup)` for the harness's own commands.
 fn group_of(line: &Line) -> String {
     const CONTAINERS: &[&str] = &[
-        "ACL", "CLIENT", "CLUSTER", "COMMAND", "CONFIG", "DEBUG", "FUNCTION", "LATENCY", "MEMORY",
-        "MODULE", "OBJECT", "PUBSUB", "SCRIPT", "SLOWLOG", "XGROUP", "XINFO",
+        "ACL", "CLIENT", "CLUSTER", "COMMAND", "CONFIG", "DEBUG", "FUNCTION", "LATENCY", "MEMORY", "MODULE", "OBJECT",
+        "PUBSUB", "SCRIPT", "SLOWLOG", "XGROUP", "XINFO",
     ];
     match &line.action {
         Action::Raw { .. } => "[raw]".into(),
@@ -810,10 +711,7 @@ fn group_of(line: &Line) -> String {
             if line.lineno == 0 {
                 return "(setup)".into();
             }
-            let word = |i: usize| {
-                args.get(i)
-                    .map(|a| String::from_utf8_lossy(a).to_uppercase())
-            };
+            let word = |i: usize| args.get(i).map(|a| String::from_utf8_lossy(a).to_uppercase());
             let first = word(0).unwrap_or_default();
             match word(1) {
                 Some(sub) if CONTAINERS.contains(&first.as_str()) => format!("{first} {sub}"),
@@ -871,9 +769,7 @@ fn outs_equal(mode: &Mode, a: &[Out], b: &[Out]) -> (bool, Option<String>) {
 fn script_dir() -> PathBuf {
     match std::env::var_os("DIFF_DIR") {
         Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests")
-            .join("diff"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("diff"),
     }
 }
 
@@ -886,23 +782,16 @@ fn script_files() -> Vec<PathBuf> {
         .collect();
     all.sort();
     if let Ok(only) = std::env::var("DIFF_FILE") {
-        let wanted: Vec<String> = only
-            .split(',')
-            .map(|s| s.trim().trim_end_matches(".txt").to_string())
-            .filter(|s| !s.is_empty())
-            .collect();
+        let wanted: Vec<String> =
+            only.split(',').map(|s| s.trim().trim_end_matches(".txt").to_string()).filter(|s| !s.is_empty()).collect();
         for w in &wanted {
             assert!(
-                all.iter()
-                    .any(|p| p.file_stem().is_some_and(|s| s == w.as_str())),
+                all.iter().any(|p| p.file_stem().is_some_and(|s| s == w.as_str())),
                 "DIFF_FILE names {w}, but there is no {}/{w}.txt",
                 dir.display()
             );
         }
-        all.retain(|p| {
-            p.file_stem()
-                .is_some_and(|s| wanted.iter().any(|w| s == w.as_str()))
-        });
+        all.retain(|p| p.file_stem().is_some_and(|s| wanted.iter().any(|w| s == w.as_str())));
     }
     assert!(!all.is_empty(), "no scripts (*.txt) in {}", dir.display());
     all
@@ -930,18 +819,13 @@ fn differential() {
     let mut script_errors = Vec::new();
     for path in &files {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let src = std::fs::read_to_string(path)
-            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        let src = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
         match parse_script(&src) {
             Ok(lines) => scripts.push((name, lines)),
             Err(errs) => script_errors.extend(errs.into_iter().map(|e| format!("{name} {e}"))),
         }
     }
-    assert!(
-        script_errors.is_empty(),
-        "script errors:\n{}",
-        script_errors.join("\n")
-    );
+    assert!(script_errors.is_empty(), "script errors:\n{}", script_errors.join("\n"));
 
     let self_check = env_flag("DIFF_SELF_CHECK");
     let timeout = std::env::var("DIFF_TIMEOUT_MS")
@@ -954,17 +838,9 @@ fn differential() {
         ("valkey#2".to_string(), Valkey::start().into_server())
     } else {
         // Like the reference, which `Valkey::start` gives the same option.
-        (
-            "ferrokey".to_string(),
-            Server::start_with(&["--enable-debug-command", "yes"]),
-        )
+        ("ferrokey".to_string(), Server::start_with(&["--enable-debug-command", "yes"]))
     };
-    let side = |label: String, server: Server| Side {
-        label,
-        server,
-        conn: None,
-        timeout,
-    };
+    let side = |label: String, server: Server| Side { label, server, conn: None, timeout };
     let mut run = Run {
         a: side(label_a.clone(), subject),
         b: side("valkey".to_string(), reference),
@@ -1000,25 +876,14 @@ fn differential() {
         }
     }
     groups.sort_by(|x, y| y.1.cmp(&x.1).then_with(|| x.0.cmp(&y.0)));
-    let by_command = groups
-        .iter()
-        .map(|(g, n)| format!("{g} ({n})"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let by_command = groups.iter().map(|(g, n)| format!("{g} ({n})")).collect::<Vec<_>>().join(", ");
     let (a, b) = (&run.a.label, &run.b.label);
     let width = a.len().max(b.len());
     let mut report = String::new();
-    let show_in_full = std::env::var("DIFF_FULL")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(SHOW_IN_FULL);
+    let show_in_full = std::env::var("DIFF_FULL").ok().and_then(|v| v.parse().ok()).unwrap_or(SHOW_IN_FULL);
     for (i, m) in run.mismatches.iter().enumerate() {
         if i < show_in_full {
-            let _ = writeln!(
-                report,
-                "--- {}:{} [RESP{}] ({})",
-                m.file, m.lineno, m.proto, m.mode
-            );
+            let _ = writeln!(report, "--- {}:{} [RESP{}] ({})", m.file, m.lineno, m.proto, m.mode);
             let _ = writeln!(report, "{:width$} : {}", "command", m.text);
             let _ = writeln!(report, "{a:width$} : {}", m.a);
             let _ = writeln!(report, "{b:width$} : {}", m.b);
@@ -1033,21 +898,13 @@ fn differential() {
                     run.mismatches.len() - show_in_full
                 );
             }
-            let _ = writeln!(
-                report,
-                "{}:{} [RESP{}] {}",
-                m.file, m.lineno, m.proto, m.text
-            );
+            let _ = writeln!(report, "{}:{} [RESP{}] {}", m.file, m.lineno, m.proto, m.text);
         }
     }
     for n in &run.notes {
         let _ = writeln!(report, "note: {n}");
     }
-    let summary = format!(
-        "differential: {} commands compared, {} mismatches",
-        run.compared,
-        run.mismatches.len()
-    );
+    let summary = format!("differential: {} commands compared, {} mismatches", run.compared, run.mismatches.len());
     say(&summary);
     if !run.mismatches.is_empty() {
         panic!(
@@ -1069,26 +926,14 @@ fn script_prefixes_parse() {
     .unwrap();
     assert_eq!(lines.len(), 5);
     assert_eq!(lines[0].lineno, 3);
-    assert!(
-        matches!(&lines[0].action, Action::Cmd(a) if a == &vec![b"SET".to_vec(), b"k".to_vec(), b"a b".to_vec()])
-    );
+    assert!(matches!(&lines[0].action, Action::Cmd(a) if a == &vec![b"SET".to_vec(), b"k".to_vec(), b"a b".to_vec()]));
     assert_eq!(lines[1].mode, Mode::Sorted);
-    assert_eq!(
-        (lines[2].mode.clone(), lines[2].only),
-        (Mode::Range(1, 10), Some(3))
-    );
-    assert!(
-        matches!(&lines[3].action, Action::Raw { bytes, replies: 2 } if bytes == b"PING\r\nPING\r\n")
-    );
+    assert_eq!((lines[2].mode.clone(), lines[2].only), (Mode::Range(1, 10), Some(3)));
+    assert!(matches!(&lines[3].action, Action::Raw { bytes, replies: 2 } if bytes == b"PING\r\nPING\r\n"));
     assert!(matches!(&lines[4].action, Action::NoReply(_)));
-    for bad in [
-        "[bogus] PING",
-        "[sorted] [shape] PING",
-        "[sorted]",
-        "SET k \"unbalanced",
-        "[raw] \\q",
-        "[range 1] TTL k",
-    ] {
+    for bad in
+        ["[bogus] PING", "[sorted] [shape] PING", "[sorted]", "SET k \"unbalanced", "[raw] \\q", "[range 1] TTL k"]
+    {
         assert!(parse_script(bad).is_err(), "{bad:?} should not parse");
     }
     assert_eq!(unescape("a\\x41\\r\\n\\\\\\0").unwrap(), b"aA\r\n\\\0");
@@ -1098,57 +943,21 @@ fn script_prefixes_parse() {
 fn comparison_modes() {
     let ok = |m: Mode, a: &[u8], b: &[u8]| compare(&m, a, b).is_ok();
     assert!(ok(Mode::Exact, b"+OK\r\n", b"+OK\r\n"));
-    assert!(!ok(
-        Mode::Exact,
-        b"*2\r\n:1\r\n:2\r\n",
-        b"*2\r\n:2\r\n:1\r\n"
-    ));
-    assert!(ok(
-        Mode::Sorted,
-        b"*2\r\n:1\r\n:2\r\n",
-        b"*2\r\n:2\r\n:1\r\n"
-    ));
+    assert!(!ok(Mode::Exact, b"*2\r\n:1\r\n:2\r\n", b"*2\r\n:2\r\n:1\r\n"));
+    assert!(ok(Mode::Sorted, b"*2\r\n:1\r\n:2\r\n", b"*2\r\n:2\r\n:1\r\n"));
     assert!(ok(
         Mode::Sorted,
         b"*2\r\n*1\r\n$1\r\na\r\n*2\r\n:2\r\n:1\r\n",
         b"*2\r\n*2\r\n:1\r\n:2\r\n*1\r\n$1\r\na\r\n"
     ));
-    assert!(ok(
-        Mode::Sorted,
-        b"%2\r\n+a\r\n:1\r\n+b\r\n:2\r\n",
-        b"%2\r\n+b\r\n:2\r\n+a\r\n:1\r\n"
-    ));
-    assert!(!ok(
-        Mode::Sorted,
-        b"%2\r\n+a\r\n:1\r\n+b\r\n:2\r\n",
-        b"%2\r\n+a\r\n:2\r\n+b\r\n:1\r\n"
-    ));
-    assert!(!ok(
-        Mode::Sorted,
-        b"*2\r\n:1\r\n:1\r\n",
-        b"*2\r\n:1\r\n:2\r\n"
-    ));
-    assert!(ok(
-        Mode::Shape,
-        b"*2\r\n$1\r\n1\r\n$2\r\n22\r\n",
-        b"*2\r\n$3\r\n333\r\n$1\r\n4\r\n"
-    ));
-    assert!(!ok(
-        Mode::Shape,
-        b"*2\r\n$1\r\n1\r\n$2\r\n22\r\n",
-        b"*2\r\n$1\r\n1\r\n:2\r\n"
-    ));
-    assert!(!ok(
-        Mode::Shape,
-        b"*1\r\n$1\r\n1\r\n",
-        b"*2\r\n$1\r\n1\r\n$1\r\n1\r\n"
-    ));
+    assert!(ok(Mode::Sorted, b"%2\r\n+a\r\n:1\r\n+b\r\n:2\r\n", b"%2\r\n+b\r\n:2\r\n+a\r\n:1\r\n"));
+    assert!(!ok(Mode::Sorted, b"%2\r\n+a\r\n:1\r\n+b\r\n:2\r\n", b"%2\r\n+a\r\n:2\r\n+b\r\n:1\r\n"));
+    assert!(!ok(Mode::Sorted, b"*2\r\n:1\r\n:1\r\n", b"*2\r\n:1\r\n:2\r\n"));
+    assert!(ok(Mode::Shape, b"*2\r\n$1\r\n1\r\n$2\r\n22\r\n", b"*2\r\n$3\r\n333\r\n$1\r\n4\r\n"));
+    assert!(!ok(Mode::Shape, b"*2\r\n$1\r\n1\r\n$2\r\n22\r\n", b"*2\r\n$1\r\n1\r\n:2\r\n"));
+    assert!(!ok(Mode::Shape, b"*1\r\n$1\r\n1\r\n", b"*2\r\n$1\r\n1\r\n$1\r\n1\r\n"));
     assert!(!ok(Mode::Shape, b"$-1\r\n", b"$1\r\n1\r\n"));
-    assert!(ok(
-        Mode::Type,
-        b"*1\r\n$1\r\n1\r\n",
-        b"*2\r\n$1\r\n1\r\n:1\r\n"
-    ));
+    assert!(ok(Mode::Type, b"*1\r\n$1\r\n1\r\n", b"*2\r\n$1\r\n1\r\n:1\r\n"));
     assert!(!ok(Mode::Type, b":1\r\n", b"$1\r\n1\r\n"));
     assert!(!ok(Mode::Type, b"-ERR a\r\n", b"-ERR b\r\n"));
     assert!(ok(Mode::Range(1, 10), b":3\r\n", b":10\r\n"));
@@ -1157,36 +966,12 @@ fn comparison_modes() {
     assert!(ok(Mode::ErrCode, b"-ERR one\r\n", b"-ERR two\r\n"));
     assert!(!ok(Mode::ErrCode, b"-ERR one\r\n", b"-WRONGTYPE one\r\n"));
     let blob = |kind: char, body: &str| format!("{kind}{}\r\n{body}\r\n", body.len()).into_bytes();
-    assert!(ok(
-        Mode::Info,
-        &blob('$', "# S\r\na:1\r\nb:2\r\n"),
-        &blob('$', "# S\r\nb:9\r\na:8\r\n")
-    ));
-    assert!(ok(
-        Mode::Info,
-        &blob('=', "txt:# S\r\na:1\r\n"),
-        &blob('=', "txt:# S\r\na:7\r\n")
-    ));
-    assert!(!ok(
-        Mode::Info,
-        &blob('=', "txt:# S\r\na:1\r\n"),
-        &blob('$', "# S\r\na:7\r\n")
-    ));
-    assert!(!ok(
-        Mode::Info,
-        &blob('$', "# S\r\na:1\r\n"),
-        &blob('$', "# T\r\na:1\r\n")
-    ));
-    assert!(ok(
-        Mode::Info,
-        &blob('$', "# S\r\na:1\r\nferrokey_x:1\r\n"),
-        &blob('$', "# S\r\na:2\r\n")
-    ));
-    let err = compare(
-        &Mode::Info,
-        &blob('$', "# S\r\na:1\r\nb:2\r\n"),
-        &blob('$', "# S\r\na:1\r\nc:2\r\n"),
-    )
-    .unwrap_err();
+    assert!(ok(Mode::Info, &blob('$', "# S\r\na:1\r\nb:2\r\n"), &blob('$', "# S\r\nb:9\r\na:8\r\n")));
+    assert!(ok(Mode::Info, &blob('=', "txt:# S\r\na:1\r\n"), &blob('=', "txt:# S\r\na:7\r\n")));
+    assert!(!ok(Mode::Info, &blob('=', "txt:# S\r\na:1\r\n"), &blob('$', "# S\r\na:7\r\n")));
+    assert!(!ok(Mode::Info, &blob('$', "# S\r\na:1\r\n"), &blob('$', "# T\r\na:1\r\n")));
+    assert!(ok(Mode::Info, &blob('$', "# S\r\na:1\r\nferrokey_x:1\r\n"), &blob('$', "# S\r\na:2\r\n")));
+    let err =
+        compare(&Mode::Info, &blob('$', "# S\r\na:1\r\nb:2\r\n"), &blob('$', "# S\r\na:1\r\nc:2\r\n")).unwrap_err();
     assert!(err.unwrap().contains("[b]"));
 }

@@ -87,17 +87,13 @@ fn huge_inline_line_is_refused_and_memory_returns() {
     // A big multibulk whose bulk never arrives, and a bulk count line that never ends.
     let count_flood = std::thread::spawn(move || {
         let mut bytes = b"*1\r\n$".to_vec();
-        bytes.extend(std::iter::repeat(b'9').take(1024 * 1024));
+        bytes.extend(std::iter::repeat_n(b'9', 1024 * 1024));
         send_and_read_to_close(port, &bytes)
     });
     assert_eq!(bystander.cmd(&[b"GET", b"k"]), b"$1\r\nv\r\n");
 
     let got = flood.join().unwrap();
-    assert!(
-        got.starts_with(b"-ERR Protocol error: too big inline request\r\n"),
-        "{:?}",
-        String::from_utf8_lossy(&got)
-    );
+    assert!(got.starts_with(b"-ERR Protocol error: too big inline request\r\n"), "{:?}", String::from_utf8_lossy(&got));
     let got = count_flood.join().unwrap();
     assert!(
         got.starts_with(b"-ERR Protocol error: too big bulk count string\r\n"),

@@ -121,13 +121,8 @@ fn stock_valkey_conf_starts_and_flags_win_over_the_file() {
 fn config_from_stdin_and_shutdown_command() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut child = Command::new(BIN)
-        .arg("-")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child =
+        Command::new(BIN).arg("-").stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let conf = format!("port {port}\nbind 127.0.0.1\ndir {}\nsave \"\"\n", dir.path().display());
     child.stdin.take().unwrap().write_all(conf.as_bytes()).unwrap();
     assert!(wait_for_port(port), "server did not start from stdin config");

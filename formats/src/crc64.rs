@@ -35,9 +35,7 @@ impl std::fmt::Debug for Crc64 {
 impl Crc64 {
     /// A fresh checksum (value 0).
     pub fn new() -> Self {
-        Crc64 {
-            digest: CRC64_REDIS.digest(),
-        }
+        Crc64 { digest: CRC64_REDIS.digest() }
     }
 
     /// Add `data` to the checksum.

@@ -3,8 +3,8 @@
 //! This crate has no async runtime and no server types, so the check tools,
 //! fuzz targets and benchmarks can use it alone.
 
-pub mod listpack;
-pub mod resp;
-pub mod rdb;
-pub mod lzf;
 pub mod crc64;
+pub mod listpack;
+pub mod lzf;
+pub mod rdb;
+pub mod resp;

@@ -46,18 +46,15 @@ impl fmt::Display for LzfError {
             LzfError::TruncatedInput { at } => {
                 write!(f, "LZF data ends inside a chunk (input byte {at})")
             }
-            LzfError::OutputOverflow { at } => write!(
-                f,
-                "LZF data decompresses to more than the announced length (input byte {at})"
-            ),
-            LzfError::BadReference { at } => write!(
-                f,
-                "LZF back reference points before the start of the output (input byte {at})"
-            ),
-            LzfError::ShortOutput { produced, expected } => write!(
-                f,
-                "LZF data decompresses to {produced} bytes, {expected} announced"
-            ),
+            LzfError::OutputOverflow { at } => {
+                write!(f, "LZF data decompresses to more than the announced length (input byte {at})")
+            }
+            LzfError::BadReference { at } => {
+                write!(f, "LZF back reference points before the start of the output (input byte {at})")
+            }
+            LzfError::ShortOutput { produced, expected } => {
+                write!(f, "LZF data decompresses to {produced} bytes, {expected} announced")
+            }
         }
     }
 }
@@ -118,10 +115,7 @@ pub fn decompress_into(input: &[u8], out: &mut [u8]) -> Result<(), LzfError> {
         }
     }
     if op != end {
-        return Err(LzfError::ShortOutput {
-            produced: op,
-            expected: end,
-        });
+        return Err(LzfError::ShortOutput { produced: op, expected: end });
     }
     Ok(())
 }
@@ -132,8 +126,7 @@ pub fn decompress_into(input: &[u8], out: &mut [u8]) -> Result<(), LzfError> {
 /// limit), so a corrupt length costs no more memory than the data really
 /// expands to.
 pub fn decompress(input: &[u8], expected_len: usize) -> Result<Vec<u8>, LzfError> {
-    let mut out: Vec<u8> =
-        Vec::with_capacity(expected_len.min(input.len().saturating_mul(4).saturating_add(64)));
+    let mut out: Vec<u8> = Vec::with_capacity(expected_len.min(input.len().saturating_mul(4).saturating_add(64)));
     let mut ip = 0usize;
     while ip < input.len() {
         let ctrl = input[ip] as usize;
@@ -182,10 +175,7 @@ pub fn decompress(input: &[u8], expected_len: usize) -> Result<Vec<u8>, LzfError
         }
     }
     if out.len() != expected_len {
-        return Err(LzfError::ShortOutput {
-            produced: out.len(),
-            expected: expected_len,
-        });
+        return Err(LzfError::ShortOutput { produced: out.len(), expected: expected_len });
     }
     Ok(out)
 }
@@ -194,9 +184,7 @@ pub fn decompress(input: &[u8], expected_len: usize) -> Result<Vec<u8>, LzfError
 /// produce (a 3-byte back reference yields 264 bytes). Anything announcing
 /// more is certainly corrupt.
 pub fn max_expansion(compressed_len: usize) -> usize {
-    compressed_len
-        .saturating_mul(MAX_MATCH / 3 + 1)
-        .saturating_add(MAX_LITERAL)
+    compressed_len.saturating_mul(MAX_MATCH / 3 + 1).saturating_add(MAX_LITERAL)
 }
 
 #[inline]
@@ -316,12 +304,8 @@ mod tests {
             })
             .collect();
         roundtrip(&noise);
-        let text: Vec<u8> = b"the quick brown fox jumps over the lazy dog; "
-            .iter()
-            .cycle()
-            .take(50_000)
-            .copied()
-            .collect();
+        let text: Vec<u8> =
+            b"the quick brown fox jumps over the lazy dog; ".iter().cycle().take(50_000).copied().collect();
         roundtrip(&text);
         // Mixed: repeats farther than the window.
         let mut mixed = noise[..9000].to_vec();
@@ -346,35 +330,17 @@ mod tests {
     #[test]
     fn decoder_errors() {
         // literal run announcing 3 bytes with only 2 present
-        assert!(matches!(
-            decompress(&[2, b'a', b'b'], 3),
-            Err(LzfError::TruncatedInput { .. })
-        ));
+        assert!(matches!(decompress(&[2, b'a', b'b'], 3), Err(LzfError::TruncatedInput { .. })));
         // back reference with nothing produced yet
-        assert!(matches!(
-            decompress(&[0x20, 0x00], 3),
-            Err(LzfError::BadReference { .. })
-        ));
+        assert!(matches!(decompress(&[0x20, 0x00], 3), Err(LzfError::BadReference { .. })));
         // too much output
-        assert!(matches!(
-            decompress(&[1, b'a', b'b'], 1),
-            Err(LzfError::OutputOverflow { .. })
-        ));
+        assert!(matches!(decompress(&[1, b'a', b'b'], 1), Err(LzfError::OutputOverflow { .. })));
         // too little output
-        assert!(matches!(
-            decompress(&[0, b'a'], 2),
-            Err(LzfError::ShortOutput { .. })
-        ));
+        assert!(matches!(decompress(&[0, b'a'], 2), Err(LzfError::ShortOutput { .. })));
         // back reference missing its offset byte
-        assert!(matches!(
-            decompress(&[0, b'a', 0x20], 4),
-            Err(LzfError::TruncatedInput { .. })
-        ));
+        assert!(matches!(decompress(&[0, b'a', 0x20], 4), Err(LzfError::TruncatedInput { .. })));
         // long back reference missing its length byte
-        assert!(matches!(
-            decompress(&[0, b'a', 0xe0], 12),
-            Err(LzfError::TruncatedInput { .. })
-        ));
+        assert!(matches!(decompress(&[0, b'a', 0xe0], 12), Err(LzfError::TruncatedInput { .. })));
     }
 
     #[test]

@@ -514,10 +514,7 @@ mod tests {
     fn reply_values() {
         let (v, n) = parse_value(b"%1\r\n+a\r\n~2\r\n:1\r\n$-1\r\nrest").unwrap().unwrap();
         assert_eq!(n, 21);
-        assert_eq!(
-            v,
-            Value::Map(vec![(Value::Simple(b"a".to_vec()), Value::Set(vec![Value::Int(1), Value::Null]))])
-        );
+        assert_eq!(v, Value::Map(vec![(Value::Simple(b"a".to_vec()), Value::Set(vec![Value::Int(1), Value::Null]))]));
         assert_eq!(parse_value(b"$5\r\nab").unwrap(), None);
     }
 }

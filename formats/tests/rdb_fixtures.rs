@@ -14,8 +14,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use ferrokey_formats::crc64::crc64;
 use ferrokey_formats::rdb::{
-    escape_bytes, load_all, load_all_from, parse_library_metadata, rdb_type_name, Checksum,
-    RdbErrorKind, RdbFile, RdbKey, RdbReader, RdbValue, Stream,
+    escape_bytes, load_all, load_all_from, parse_library_metadata, rdb_type_name, Checksum, RdbErrorKind, RdbFile,
+    RdbKey, RdbReader, RdbValue, Stream,
 };
 use serde_json::{json, Map, Value};
 
@@ -62,9 +62,7 @@ fn expected_for(rdb: &Path) -> Option<Value> {
         fs::read_to_string(plain).ok()?
     } else if gz.exists() {
         let mut s = String::new();
-        flate2::read::GzDecoder::new(fs::File::open(gz).ok()?)
-            .read_to_string(&mut s)
-            .ok()?;
+        flate2::read::GzDecoder::new(fs::File::open(gz).ok()?).read_to_string(&mut s).ok()?;
         s
     } else {
         return None;
@@ -73,10 +71,7 @@ fn expected_for(rdb: &Path) -> Option<Value> {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
 fn esc(b: &[u8]) -> Value {
@@ -114,14 +109,7 @@ fn stream_json(s: &Stream) -> Value {
             let pending: Vec<Value> = g
                 .pending
                 .iter()
-                .map(|p| {
-                    json!([
-                        p.id.to_string(),
-                        esc(&p.consumer),
-                        p.delivery_time_ms,
-                        p.delivery_count
-                    ])
-                })
+                .map(|p| json!([p.id.to_string(), esc(&p.consumer), p.delivery_time_ms, p.delivery_count]))
                 .collect();
             let mut consumers: Vec<_> = g.consumers.iter().collect();
             consumers.sort_by(|a, b| a.name.cmp(&b.name));
@@ -169,22 +157,12 @@ fn value_json(v: &RdbValue) -> Value {
         RdbValue::SortedSet(items) => {
             let mut items: Vec<&(Vec<u8>, f64)> = items.iter().collect();
             items.sort_by(|a, b| a.1.partial_cmp(&b.1).unwrap().then_with(|| a.0.cmp(&b.0)));
-            Value::Array(
-                items
-                    .into_iter()
-                    .map(|(m, s)| json!([esc(m), score_json(*s)]))
-                    .collect(),
-            )
+            Value::Array(items.into_iter().map(|(m, s)| json!([esc(m), score_json(*s)])).collect())
         }
         RdbValue::Hash(items) => {
             let mut items: Vec<&(Vec<u8>, Vec<u8>)> = items.iter().collect();
             items.sort_by(|a, b| a.0.cmp(&b.0));
-            Value::Array(
-                items
-                    .into_iter()
-                    .map(|(f, v)| json!([esc(f), esc(v)]))
-                    .collect(),
-            )
+            Value::Array(items.into_iter().map(|(f, v)| json!([esc(f), esc(v)])).collect())
         }
         RdbValue::Stream(s) => stream_json(s),
     }
@@ -206,25 +184,16 @@ fn normalize(expected: &Value, actual: &mut Value, ty: &str) -> Value {
         }
     }
     if ty == "stream" {
-        let egroups = e
-            .get("groups")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
+        let egroups = e.get("groups").and_then(Value::as_array).cloned().unwrap_or_default();
         if let Some(agroups) = actual.get_mut("groups").and_then(Value::as_array_mut) {
             for ag in agroups {
                 let Some(eg) = egroups.iter().find(|g| g.get("name") == ag.get("name")) else {
                     continue;
                 };
-                let econs = eg
-                    .get("consumers")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
+                let econs = eg.get("consumers").and_then(Value::as_array).cloned().unwrap_or_default();
                 if let Some(acons) = ag.get_mut("consumers").and_then(Value::as_array_mut) {
                     for ac in acons {
-                        let Some(ec) = econs.iter().find(|c| c.get("name") == ac.get("name"))
-                        else {
+                        let Some(ec) = econs.iter().find(|c| c.get("name") == ac.get("name")) else {
                             continue;
                         };
                         for f in ["seen_time_ms", "active_time_ms"] {
@@ -284,20 +253,10 @@ fn first_diff(a: &Value, b: &Value, path: &str) -> String {
 }
 
 fn hfe_types(expected: &Value) -> Vec<String> {
-    let names = [
-        "HASH_METADATA",
-        "HASH_LISTPACK_EX",
-        "HASH_METADATA_PRE_GA",
-        "HASH_LISTPACK_EX_PRE_GA",
-    ];
+    let names = ["HASH_METADATA", "HASH_LISTPACK_EX", "HASH_METADATA_PRE_GA", "HASH_LISTPACK_EX_PRE_GA"];
     expected["rdb"]["types"]
         .as_object()
-        .map(|m| {
-            m.keys()
-                .filter(|k| names.contains(&k.as_str()))
-                .cloned()
-                .collect()
-        })
+        .map(|m| m.keys().filter(|k| names.contains(&k.as_str())).cloned().collect())
         .unwrap_or_default()
 }
 
@@ -317,12 +276,7 @@ fn compare(file: &RdbFile, expected: &Value) -> Vec<String> {
             continue;
         }
         let rec = json!({"type": type_name_of(k), "expire_ms": k.expire_ms, "value": value_json(&k.value)});
-        if actual
-            .entry(db.clone())
-            .or_default()
-            .insert(key.clone(), rec)
-            .is_some()
-        {
+        if actual.entry(db.clone()).or_default().insert(key.clone(), rec).is_some() {
             diffs.push(format!("db{db}: key {key} appears twice"));
         }
         records.insert((db, key), k);
@@ -333,37 +287,18 @@ fn compare(file: &RdbFile, expected: &Value) -> Vec<String> {
     let not_loaded: BTreeSet<(String, String)> = expected["not_loaded"]
         .as_array()
         .map(|a| {
-            a.iter()
-                .map(|r| {
-                    (
-                        r["db"].as_u64().unwrap().to_string(),
-                        r["key"].as_str().unwrap().to_string(),
-                    )
-                })
-                .collect()
+            a.iter().map(|r| (r["db"].as_u64().unwrap().to_string(), r["key"].as_str().unwrap().to_string())).collect()
         })
         .unwrap_or_default();
     if dropped != not_loaded {
-        diffs.push(format!(
-            "keys not loaded: {dropped:?}, expected {not_loaded:?}"
-        ));
+        diffs.push(format!("keys not loaded: {dropped:?}, expected {not_loaded:?}"));
     }
 
     let empty = Map::new();
-    let exp_dbs = expected["databases"]
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
-    let all_dbs: BTreeSet<String> = exp_dbs
-        .keys()
-        .cloned()
-        .chain(actual.keys().cloned())
-        .collect();
+    let exp_dbs = expected["databases"].as_object().cloned().unwrap_or_default();
+    let all_dbs: BTreeSet<String> = exp_dbs.keys().cloned().chain(actual.keys().cloned()).collect();
     for db in all_dbs {
-        let e = exp_dbs
-            .get(&db)
-            .and_then(Value::as_object)
-            .unwrap_or(&empty);
+        let e = exp_dbs.get(&db).and_then(Value::as_object).unwrap_or(&empty);
         let a = actual.get(&db).unwrap_or(&empty);
         let missing: Vec<_> = e.keys().filter(|k| !a.contains_key(*k)).take(5).collect();
         let extra: Vec<_> = a.keys().filter(|k| !e.contains_key(*k)).take(5).collect();
@@ -378,10 +313,7 @@ fn compare(file: &RdbFile, expected: &Value) -> Vec<String> {
             let ty = er["type"].as_str().unwrap_or("");
             for fld in ["type", "expire_ms"] {
                 if er[fld] != ar[fld] {
-                    diffs.push(format!(
-                        "db{db} key {k}: {fld} expected {} got {}",
-                        er[fld], ar[fld]
-                    ));
+                    diffs.push(format!("db{db} key {k}: {fld} expected {} got {}", er[fld], ar[fld]));
                 }
             }
             let mut av = ar["value"].clone();
@@ -392,10 +324,7 @@ fn compare(file: &RdbFile, expected: &Value) -> Vec<String> {
             if let Some(rk) = records.get(&(db.clone(), k.clone())) {
                 if let Some(name) = er.get("rdb_type").and_then(Value::as_str) {
                     if rdb_type_name(rk.rdb_type) != Some(name) {
-                        diffs.push(format!(
-                            "db{db} key {k}: rdb_type {} vs {name}",
-                            rk.rdb_type
-                        ));
+                        diffs.push(format!("db{db} key {k}: rdb_type {} vs {name}", rk.rdb_type));
                     }
                 }
                 if let Some(f) = er.get("rdb_lfu_freq").and_then(Value::as_u64) {
@@ -421,9 +350,7 @@ fn compare(file: &RdbFile, expected: &Value) -> Vec<String> {
         let mut libs: Vec<(String, String, String)> = Vec::new();
         for code in &file.functions {
             match parse_library_metadata(code) {
-                Ok((engine, name)) => {
-                    libs.push((name, engine.to_ascii_uppercase(), escape_bytes(code)))
-                }
+                Ok((engine, name)) => libs.push((name, engine.to_ascii_uppercase(), escape_bytes(code))),
                 Err(e) => diffs.push(format!("function library metadata: {e}")),
             }
         }
@@ -461,11 +388,7 @@ fn all_rdb_fixtures() {
         return;
     };
     let files = rdb_files(&root);
-    assert!(
-        !files.is_empty(),
-        "no .rdb fixtures under {}",
-        root.display()
-    );
+    assert!(!files.is_empty(), "no .rdb fixtures under {}", root.display());
     let mut passed = 0;
     let mut failures = Vec::new();
     for path in &files {
@@ -524,12 +447,7 @@ fn all_rdb_fixtures() {
         }
     }
     println!("RDB fixtures compared: {passed} ok, {} failing", failures.len());
-    assert!(
-        failures.is_empty(),
-        "{} fixture(s) failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} fixture(s) failed:\n{}", failures.len(), failures.join("\n"));
 }
 
 /// corrupt_empty_keys.rdb: Valkey loads it and skips the 9 empty keys; the
@@ -544,11 +462,7 @@ fn empty_keys_are_reported() {
     }
     let file = load_all(&path).expect("loads");
     assert!(file.keys.is_empty());
-    let mut names: Vec<String> = file
-        .empty_keys
-        .iter()
-        .map(|k| escape_bytes(&k.key))
-        .collect();
+    let mut names: Vec<String> = file.empty_keys.iter().map(|k| escape_bytes(&k.key)).collect();
     names.sort();
     assert_eq!(
         names,
@@ -584,12 +498,7 @@ fn footer_of_real_files() {
             continue;
         }
         let n = bytes.len();
-        assert_eq!(
-            bytes[n - 9],
-            0xff,
-            "{}: EOF opcode before the footer",
-            path.display()
-        );
+        assert_eq!(bytes[n - 9], 0xff, "{}: EOF opcode before the footer", path.display());
         let stored = u64::from_le_bytes(bytes[n - 8..].try_into().unwrap());
         if stored == 0 {
             continue;
@@ -656,11 +565,7 @@ fn truncated_files_are_refused() {
         let bytes = fs::read(&path).unwrap();
         for n in 0..bytes.len() {
             let r = load_all_from(RdbReader::new(&bytes[..n]));
-            assert!(
-                r.is_err(),
-                "{}: prefix of {n} bytes was accepted",
-                path.display()
-            );
+            assert!(r.is_err(), "{}: prefix of {n} bytes was accepted", path.display());
         }
         load_all_from(RdbReader::new(&bytes[..])).unwrap();
     }
@@ -690,11 +595,7 @@ fn bit_flips_are_refused() {
             let x = (next() % 255 + 1) as u8;
             b[i] ^= x;
             let r = load_all_from(RdbReader::new(&b[..]));
-            assert!(
-                r.is_err(),
-                "{}: byte {i} ^ {x:#x} was accepted",
-                path.display()
-            );
+            assert!(r.is_err(), "{}: byte {i} ^ {x:#x} was accepted", path.display());
             tried += 1;
         }
         // Every single-bit flip of the first 600 bytes.
@@ -703,11 +604,7 @@ fn bit_flips_are_refused() {
                 let mut b = bytes.clone();
                 b[i] ^= 1 << bit;
                 let r = load_all_from(RdbReader::new(&b[..]));
-                assert!(
-                    r.is_err(),
-                    "{}: byte {i} bit {bit} flip was accepted",
-                    path.display()
-                );
+                assert!(r.is_err(), "{}: byte {i} bit {bit} flip was accepted", path.display());
                 tried += 1;
             }
         }

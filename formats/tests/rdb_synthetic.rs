@@ -7,8 +7,8 @@
 use ferrokey_formats::crc64::crc64;
 use ferrokey_formats::lzf;
 use ferrokey_formats::rdb::{
-    decode_dump_payload, load_all_from, Checksum, DecodedObject, Encoding, Magic, RdbErrorKind,
-    RdbItem, RdbReader, RdbValue, StreamId, StringEncoding,
+    decode_dump_payload, load_all_from, Checksum, DecodedObject, Encoding, Magic, RdbErrorKind, RdbItem, RdbReader,
+    RdbValue, StreamId, StringEncoding,
 };
 use std::io::Read;
 
@@ -88,22 +88,11 @@ fn finish(mut b: Vec<u8>) -> Vec<u8> {
 }
 
 fn items(bytes: &[u8]) -> Vec<RdbItem> {
-    RdbReader::new(bytes)
-        .collect::<Result<Vec<_>, _>>()
-        .expect("reads")
+    RdbReader::new(bytes).collect::<Result<Vec<_>, _>>().expect("reads")
 }
 
 fn keys(bytes: &[u8]) -> Vec<ferrokey_formats::rdb::RdbKey> {
-    items(bytes)
-        .into_iter()
-        .filter_map(|i| {
-            if let RdbItem::Key(k) = i {
-                Some(k)
-            } else {
-                None
-            }
-        })
-        .collect()
+    items(bytes).into_iter().filter_map(|i| if let RdbItem::Key(k) = i { Some(k) } else { None }).collect()
 }
 
 #[test]
@@ -147,32 +136,12 @@ fn opcodes_lengths_and_string_encodings() {
     b.extend(s(b"#!lua name=lib\nreturn 1"));
     let b = finish(b);
     let all = items(&b);
-    assert_eq!(
-        all[0],
-        RdbItem::Header {
-            magic: Magic::Redis,
-            version: 11
-        }
-    );
+    assert_eq!(all[0], RdbItem::Header { magic: Magic::Redis, version: 11 });
     assert!(all.contains(&RdbItem::SelectDb { db: 2 }));
-    assert!(all.contains(&RdbItem::ResizeDb {
-        db_size: 3,
-        expires_size: 1
-    }));
-    assert!(all.contains(&RdbItem::SlotInfo {
-        slot_id: 5,
-        slot_size: 1,
-        expires_slot_size: 0
-    }));
-    assert!(all.contains(&RdbItem::Function {
-        code: b"#!lua name=lib\nreturn 1".to_vec()
-    }));
-    assert!(matches!(
-        all.last(),
-        Some(RdbItem::Eof {
-            checksum: Checksum::Verified(_)
-        })
-    ));
+    assert!(all.contains(&RdbItem::ResizeDb { db_size: 3, expires_size: 1 }));
+    assert!(all.contains(&RdbItem::SlotInfo { slot_id: 5, slot_size: 1, expires_slot_size: 0 }));
+    assert!(all.contains(&RdbItem::Function { code: b"#!lua name=lib\nreturn 1".to_vec() }));
+    assert!(matches!(all.last(), Some(RdbItem::Eof { checksum: Checksum::Verified(_) })));
     let ks = keys(&b);
     assert_eq!(ks.len(), 3);
     assert_eq!(ks[0].key, b"secs");
@@ -181,10 +150,7 @@ fn opcodes_lengths_and_string_encodings() {
     assert_eq!((ks[0].lfu_freq, ks[0].lru_idle), (None, None));
     assert_eq!(ks[1].key, b"k64");
     assert_eq!(ks[1].value, RdbValue::String(b"vv".to_vec()));
-    assert_eq!(
-        (ks[1].lfu_freq, ks[1].lru_idle, ks[1].expire_ms),
-        (Some(7), Some(100_000), None)
-    );
+    assert_eq!((ks[1].lfu_freq, ks[1].lru_idle, ks[1].expire_ms), (Some(7), Some(100_000), None));
     assert_eq!(ks[2].key, long_key);
     assert_eq!(ks[2].value, RdbValue::String(b"12345".to_vec()));
     assert_eq!(ks[2].encoding, Encoding::String(StringEncoding::Int));
@@ -214,21 +180,9 @@ fn zset_string_scores() {
     ]);
     let k = keys(&b).remove(0);
     assert_eq!(k.encoding, Encoding::Skiplist);
-    let RdbValue::SortedSet(v) = k.value else {
-        panic!()
-    };
+    let RdbValue::SortedSet(v) = k.value else { panic!() };
     let scores: Vec<f64> = v.iter().map(|(_, s)| *s).collect();
-    assert_eq!(
-        scores,
-        vec![
-            1.5,
-            f64::INFINITY,
-            f64::NEG_INFINITY,
-            f64::INFINITY,
-            f64::NEG_INFINITY,
-            1e-10
-        ]
-    );
+    assert_eq!(scores, vec![1.5, f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY, 1e-10]);
 
     for nan in [&[253u8][..], b"\x03nan"] {
         let b = zset3(&[(b"a", nan)]);
@@ -296,34 +250,20 @@ fn stream_type_15() {
     b.extend_from_slice(&StreamId::new(1000, 0).to_be_bytes());
     let b = finish(b);
     let k = keys(&b).remove(0);
-    let RdbValue::Stream(st) = k.value else {
-        panic!()
-    };
+    let RdbValue::Stream(st) = k.value else { panic!() };
     assert_eq!(st.entries.len(), 2);
     assert_eq!(st.entries[0].id, StreamId::new(1000, 0));
     assert_eq!(st.entries[0].fields, vec![(b"f".to_vec(), b"v1".to_vec())]);
     assert_eq!(st.entries[1].id, StreamId::new(1001, 0));
-    assert_eq!(
-        st.entries[1].fields,
-        vec![
-            (b"x".to_vec(), b"1".to_vec()),
-            (b"y".to_vec(), b"2".to_vec())
-        ]
-    );
+    assert_eq!(st.entries[1].fields, vec![(b"x".to_vec(), b"1".to_vec()), (b"y".to_vec(), b"2".to_vec())]);
     assert_eq!(st.first_id, StreamId::new(1000, 0));
     assert_eq!(st.entries_added, 2);
     assert_eq!(st.max_deleted_id, StreamId::ZERO);
     let g = &st.groups[0];
     assert_eq!(g.entries_read, Some(1));
     assert_eq!(g.pending[0].consumer, b"c");
-    assert_eq!(
-        (g.pending[0].delivery_time_ms, g.pending[0].delivery_count),
-        (77, 3)
-    );
-    assert_eq!(
-        (g.consumers[0].seen_time_ms, g.consumers[0].active_time_ms),
-        (55, 55)
-    );
+    assert_eq!((g.pending[0].delivery_time_ms, g.pending[0].delivery_count), (77, 3));
+    assert_eq!((g.consumers[0].seen_time_ms, g.consumers[0].active_time_ms), (55, 55));
     assert_eq!(g.consumers[0].pending, vec![StreamId::new(1000, 0)]);
 }
 
@@ -335,19 +275,8 @@ fn valkey_magic() {
     b.extend(s(b"v"));
     let b = finish(b);
     let all = items(&b);
-    assert_eq!(
-        all[0],
-        RdbItem::Header {
-            magic: Magic::Valkey,
-            version: 80
-        }
-    );
-    assert!(matches!(
-        all.last(),
-        Some(RdbItem::Eof {
-            checksum: Checksum::Verified(_)
-        })
-    ));
+    assert_eq!(all[0], RdbItem::Header { magic: Magic::Valkey, version: 80 });
+    assert!(matches!(all.last(), Some(RdbItem::Eof { checksum: Checksum::Verified(_) })));
 }
 
 #[test]
@@ -364,10 +293,7 @@ fn refusals() {
     b.extend(s(b"mod"));
     b.extend(len(1));
     let e = load_all_from(RdbReader::new(&finish(b)[..])).unwrap_err();
-    assert!(
-        matches!(e.kind, RdbErrorKind::UnsupportedType { rdb_type: 7, .. }),
-        "{e}"
-    );
+    assert!(matches!(e.kind, RdbErrorKind::UnsupportedType { rdb_type: 7, .. }), "{e}");
     assert_eq!(e.key.as_deref(), Some(&b"mod"[..]));
     assert_eq!(e.offset, 9);
     // pre-GA functions
@@ -426,34 +352,23 @@ fn checksums() {
     let n = bad.len();
     bad[n - 1] ^= 1;
     let e = load_all_from(RdbReader::new(&bad[..])).unwrap_err();
-    assert!(
-        matches!(e.kind, RdbErrorKind::ChecksumMismatch { .. }),
-        "{e}"
-    );
+    assert!(matches!(e.kind, RdbErrorKind::ChecksumMismatch { .. }), "{e}");
     assert_eq!(e.offset, (n - 8) as u64);
-    let opts = ferrokey_formats::rdb::ReaderOptions {
-        verify_checksum: false,
-    };
+    let opts = ferrokey_formats::rdb::ReaderOptions { verify_checksum: false };
     let f = load_all_from(RdbReader::with_options(&bad[..], opts)).unwrap();
     assert!(matches!(f.checksum, Checksum::NotChecked(_)));
     // zero footer: not checked
     let mut zero = b.clone();
     zero.push(255);
     zero.extend([0u8; 8]);
-    assert_eq!(
-        load_all_from(RdbReader::new(&zero[..])).unwrap().checksum,
-        Checksum::Disabled
-    );
+    assert_eq!(load_all_from(RdbReader::new(&zero[..])).unwrap().checksum, Checksum::Disabled);
     // version 4: no footer at all
     let mut old = header(4);
     old.push(0);
     old.extend(s(b"k"));
     old.extend(s(b"v"));
     old.push(255);
-    assert_eq!(
-        load_all_from(RdbReader::new(&old[..])).unwrap().checksum,
-        Checksum::Absent
-    );
+    assert_eq!(load_all_from(RdbReader::new(&old[..])).unwrap().checksum, Checksum::Absent);
 }
 
 #[test]
@@ -489,9 +404,7 @@ fn dump_payloads() {
     let d = decode_dump_payload(&p, true).unwrap();
     assert_eq!(d.rdb_type, 0);
     assert_eq!(d.rdb_version, 11);
-    assert!(
-        matches!(d.object, DecodedObject::Value { value: RdbValue::String(ref v), .. } if v == b"hello")
-    );
+    assert!(matches!(d.object, DecodedObject::Value { value: RdbValue::String(ref v), .. } if v == b"hello"));
     let mut bad = p.clone();
     bad[2] ^= 1;
     assert!(decode_dump_payload(&bad, true).is_err());
@@ -504,22 +417,15 @@ fn dump_payloads() {
 /// Our LZF output and CRC, checked by Valkey's own tool when installed.
 #[test]
 fn valkey_check_rdb_accepts_our_lzf() {
-    let tool = [
-        "valkey-check-rdb",
-        "/usr/local/bin/valkey-check-rdb",
-        "/usr/bin/valkey-check-rdb",
-    ]
-    .into_iter()
-    .find(|t| std::process::Command::new(t).arg("--help").output().is_ok());
+    let tool = ["valkey-check-rdb", "/usr/local/bin/valkey-check-rdb", "/usr/bin/valkey-check-rdb"]
+        .into_iter()
+        .find(|t| std::process::Command::new(t).arg("--help").output().is_ok());
     let mut b = header(11);
     b.push(254);
     b.extend(len(0));
     let mut x: u32 = 7;
-    let mut samples: Vec<Vec<u8>> = vec![
-        vec![b'a'; 21],
-        vec![0u8; 100_000],
-        b"abcabcabcabcabcabcabcabcabcabc".repeat(200),
-    ];
+    let mut samples: Vec<Vec<u8>> =
+        vec![vec![b'a'; 21], vec![0u8; 100_000], b"abcabcabcabcabcabcabcabcabcabc".repeat(200)];
     let mut mixed = Vec::new();
     for i in 0..20_000u32 {
         x ^= x << 13;
@@ -548,15 +454,8 @@ fn valkey_check_rdb_accepts_our_lzf() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("lzf.rdb");
     std::fs::write(&path, &file).unwrap();
-    let out = std::process::Command::new(tool)
-        .arg(&path)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let out = std::process::Command::new(tool).arg(&path).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(
-        out.status.success() && text.contains("RDB looks OK"),
-        "valkey-check-rdb said:\n{text}"
-    );
+    assert!(out.status.success() && text.contains("RDB looks OK"), "valkey-check-rdb said:\n{text}");
 }

@@ -355,7 +355,8 @@ fn client_trackinginfo(ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
 }
 
 fn client_caching(_ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
-    Err("ERR CLIENT CACHING can be called only when the client is in tracking mode with OPTIN or OPTOUT mode enabled".into())
+    Err("ERR CLIENT CACHING can be called only when the client is in tracking mode with OPTIN or OPTOUT mode enabled"
+        .into())
 }
 
 /// CLIENT CAPA: the only capability Valkey knows (REDIRECT) concerns
@@ -620,10 +621,8 @@ fn client_list(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     } else if args.len() > 3 && is_word(args[2], "id") {
         // All ids are checked before any is looked up, so a bad one
         // anywhere fails the whole command.
-        let ids = args[3..]
-            .iter()
-            .map(|a| parse_i64(a).ok_or("ERR Invalid client ID"))
-            .collect::<Result<Vec<i64>, _>>()?;
+        let ids =
+            args[3..].iter().map(|a| parse_i64(a).ok_or("ERR Invalid client ID")).collect::<Result<Vec<i64>, _>>()?;
         for id in ids {
             let found = u64::try_from(id).ok().and_then(|id| ctx.srv.clients.by_id.get(&id));
             if let Some(info) = found.filter(|info| is_live(info, caller.id)) {
@@ -660,7 +659,14 @@ struct KillFilter {
 impl KillFilter {
     /// The old form, `CLIENT KILL addr`, which may kill the caller.
     fn by_addr(addr: &[u8]) -> KillFilter {
-        KillFilter { addr: Some(c_str(addr).to_vec()), laddr: None, kind: None, id: None, min_age_s: None, skip_me: false }
+        KillFilter {
+            addr: Some(c_str(addr).to_vec()),
+            laddr: None,
+            kind: None,
+            id: None,
+            min_age_s: None,
+            skip_me: false,
+        }
     }
 
     /// The option/value pairs of the new form.

@@ -10,7 +10,7 @@
 use ferrokey_formats::resp::parse_i64;
 use indexmap::IndexMap;
 
-use crate::command::{errors, CmdError, CmdResult, Ctx, Handler};
+use crate::command::{errors, CmdError, CmdResult, Ctx, Handler, Lookup};
 use crate::db::{Entry, Hasher, NO_EXPIRE};
 use crate::glob::glob_match;
 use crate::value::Value;
@@ -53,52 +53,6 @@ const SAME_OBJECT: &str = "ERR source and destination objects are the same";
 // ---------------------------------------------------------------------------
 // Lookups
 // ---------------------------------------------------------------------------
-
-/// The kinds of key lookup, each with the server's side effects.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Lookup {
-    /// Counts a hit or miss and refreshes the access time, unless the
-    /// client asked for CLIENT NO-TOUCH.
-    Read,
-    /// Counts a hit or miss; the access time is left alone.
-    ReadNoTouch,
-    /// TOUCH: counts a hit or miss and refreshes the access time even for
-    /// a NO-TOUCH client, since touching is what it asked for.
-    Touch,
-    /// Before a change: refreshes the access time, counts nothing.
-    Write,
-}
-
-/// Looks a key up in database `db` (expiring it if due) with the side
-/// effects of `how`.
-fn lookup<'c>(ctx: &'c mut Ctx, db: usize, key: &[u8], how: Lookup) -> Option<&'c mut Entry> {
-    let now_ms = ctx.now_ms;
-    let now_s = ctx.lru_now();
-    let touch = match how {
-        Lookup::Read | Lookup::Write => !ctx.client.info.no_touch.get(),
-        Lookup::ReadNoTouch => false,
-        Lookup::Touch => true,
-    };
-    let counts = how != Lookup::Write;
-    let srv = &mut *ctx.srv;
-    match srv.dbs[db].get_mut(key, now_ms) {
-        Some(entry) => {
-            if counts {
-                srv.stats.keyspace_hits += 1;
-            }
-            if touch {
-                entry.last_access = now_s;
-            }
-            Some(entry)
-        }
-        None => {
-            if counts {
-                srv.stats.keyspace_misses += 1;
-            }
-            None
-        }
-    }
-}
 
 /// Parses an argument the server reads as a C `int` (database indexes).
 /// With `custom`, every failure answers that error instead of the
@@ -157,21 +111,21 @@ fn delete_keys(ctx: &mut Ctx, keys: &[&[u8]]) -> CmdResult {
 /// Counts every argument that names an existing key, repeats included.
 fn exists(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let db = ctx.client.db;
-    let found = args[1..].iter().filter(|key| lookup(ctx, db, key, Lookup::ReadNoTouch).is_some()).count();
+    let found = args[1..].iter().filter(|key| ctx.lookup_in(db, key, Lookup::ReadNoTouch).is_some()).count();
     ctx.out.int(found as i64);
     Ok(())
 }
 
 fn type_of(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let db = ctx.client.db;
-    let name = lookup(ctx, db, args[1], Lookup::ReadNoTouch).map_or("none", |e| e.value.type_name());
+    let name = ctx.lookup_in(db, args[1], Lookup::ReadNoTouch).map_or("none", |e| e.value.type_name());
     ctx.out.simple(name);
     Ok(())
 }
 
 fn touch(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let db = ctx.client.db;
-    let touched = args[1..].iter().filter(|key| lookup(ctx, db, key, Lookup::Touch).is_some()).count();
+    let touched = args[1..].iter().filter(|key| ctx.lookup_in(db, key, Lookup::Touch).is_some()).count();
     ctx.out.int(touched as i64);
     Ok(())
 }
@@ -320,7 +274,7 @@ fn renamenx(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
 /// itself changes nothing but still requires the key to exist.
 fn rename_key(ctx: &mut Ctx, from: &[u8], to: &[u8], only_if_new: bool) -> CmdResult {
     let db = ctx.client.db;
-    if lookup(ctx, db, from, Lookup::Write).is_none() {
+    if ctx.lookup_in(db, from, Lookup::Write).is_none() {
         return Err(errors::NO_SUCH_KEY.into());
     }
     if from == to {
@@ -331,7 +285,7 @@ fn rename_key(ctx: &mut Ctx, from: &[u8], to: &[u8], only_if_new: bool) -> CmdRe
         }
         return Ok(());
     }
-    let destination_exists = lookup(ctx, db, to, Lookup::Write).is_some();
+    let destination_exists = ctx.lookup_in(db, to, Lookup::Write).is_some();
     if destination_exists && only_if_new {
         ctx.out.int(0);
         return Ok(());
@@ -370,13 +324,13 @@ fn copy(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
         return Err(SAME_OBJECT.into());
     }
     let now_s = ctx.lru_now();
-    let Some(source) = lookup(ctx, src_db, from, Lookup::Read) else {
+    let Some(source) = ctx.lookup_in(src_db, from, Lookup::Read) else {
         ctx.out.int(0);
         return Ok(());
     };
     // The copy is a new object: same value, encoding and TTL, fresh access time.
     let duplicate = Entry { value: source.value.clone(), expire_at: source.expire_at, last_access: now_s };
-    if lookup(ctx, dst_db, to, Lookup::Write).is_some() && !replace {
+    if ctx.lookup_in(dst_db, to, Lookup::Write).is_some() && !replace {
         ctx.out.int(0);
         return Ok(());
     }
@@ -396,7 +350,7 @@ fn move_key(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
         return Err(SAME_OBJECT.into());
     }
     let key = args[1];
-    if lookup(ctx, src_db, key, Lookup::Write).is_none() || lookup(ctx, dst_db, key, Lookup::Write).is_some() {
+    if ctx.lookup_in(src_db, key, Lookup::Write).is_none() || ctx.lookup_in(dst_db, key, Lookup::Write).is_some() {
         ctx.out.int(0);
         return Ok(());
     }
@@ -516,7 +470,7 @@ fn object_help(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
 /// access time alone, so that inspecting does not disturb what it reports.
 fn object_lookup<'c>(ctx: &'c mut Ctx, key: &[u8]) -> Option<&'c mut Entry> {
     let db = ctx.client.db;
-    lookup(ctx, db, key, Lookup::ReadNoTouch)
+    ctx.lookup_in(db, key, Lookup::ReadNoTouch)
 }
 
 fn object_encoding(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
@@ -651,7 +605,7 @@ fn set_expiry(ctx: &mut Ctx, args: &[&[u8]], name: &str, arg: ExpireArg) -> CmdR
     when = when.checked_add(base).ok_or_else(invalid)?;
 
     let db = ctx.client.db;
-    let Some(entry) = lookup(ctx, db, args[1], Lookup::Write) else {
+    let Some(entry) = ctx.lookup_in(db, args[1], Lookup::Write) else {
         ctx.out.int(0);
         return Ok(());
     };
@@ -699,7 +653,7 @@ fn pexpiretime(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
 fn report_ttl(ctx: &mut Ctx, key: &[u8], report: TtlReport) -> CmdResult {
     let now = ctx.now_ms;
     let db = ctx.client.db;
-    let reply = match lookup(ctx, db, key, Lookup::ReadNoTouch).map(|e| e.expire_at) {
+    let reply = match ctx.lookup_in(db, key, Lookup::ReadNoTouch).map(|e| e.expire_at) {
         None => -2,
         Some(NO_EXPIRE) => -1,
         Some(at) => {
@@ -721,7 +675,7 @@ fn report_ttl(ctx: &mut Ctx, key: &[u8], report: TtlReport) -> CmdResult {
 
 fn persist(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let db = ctx.client.db;
-    let had_ttl = lookup(ctx, db, args[1], Lookup::Write).is_some_and(|e| e.expire_at != NO_EXPIRE);
+    let had_ttl = ctx.lookup_in(db, args[1], Lookup::Write).is_some_and(|e| e.expire_at != NO_EXPIRE);
     if had_ttl {
         ctx.db().set_expire(args[1], NO_EXPIRE);
         ctx.dirty(1);

@@ -15,7 +15,6 @@ mod slowlog;
 mod stats;
 
 use crate::command::{errors, CmdError, CmdResult, Ctx, Handler};
-use crate::reply::Reply;
 use crate::server::{unix_us, ServerState, ShutdownMode};
 
 pub use config_cmd::{apply as apply_config_change, COPIED_DIRECTIVES};
@@ -112,19 +111,6 @@ fn shutdown(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     // Valkey exits on the spot: no later command of a pipeline may run.
     ctx.client.info.close_requested.set(true);
     Ok(())
-}
-
-/// Writes a HELP reply: Valkey's heading, the lines, and the HELP entry
-/// itself, all as status replies.
-pub(crate) fn reply_help(out: &mut Reply, command: &[u8], lines: &[&str]) {
-    out.array(lines.len() + 3);
-    let name = String::from_utf8_lossy(command).to_ascii_uppercase();
-    out.simple_bytes(format!("{name} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:").as_bytes());
-    for line in lines {
-        out.simple(line);
-    }
-    out.simple("HELP");
-    out.simple("    Print this help.");
 }
 
 /// The error for a subcommand a command does not know or got the wrong

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 
 use ferrokey_formats::resp::parse_i64;
 
-use crate::command::{arity_error, errors, CmdError, CmdResult, Ctx, Handler};
+use crate::command::{arity_error, errors, CmdError, CmdResult, Ctx, Handler, Lookup};
 use crate::db::{Entry, NO_EXPIRE};
 use crate::longdouble;
 use crate::reply::Reply;
@@ -43,36 +43,6 @@ const STRING_TOO_LONG: &str = "ERR string exceeds maximum allowed size (proto-ma
 // ---------------------------------------------------------------------------
 // Key lookups and string values
 // ---------------------------------------------------------------------------
-
-/// Valkey tells lookups apart: those of reading commands count keyspace hits
-/// and misses (INFO stats), those of writing commands do not.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Lookup {
-    Read,
-    Write,
-}
-
-/// Looks a key up (expiring it if due) and refreshes its access time, unless
-/// the client asked for CLIENT NO-TOUCH. Returns the reply buffer alongside,
-/// so the caller can answer while it still holds the entry.
-fn lookup<'c>(ctx: &'c mut Ctx<'_>, key: &[u8], how: Lookup) -> (Option<&'c mut Entry>, &'c mut Reply) {
-    let touch = !ctx.client.info.no_touch.get();
-    let lru = ctx.lru_now();
-    let now_ms = ctx.now_ms;
-    let srv = &mut *ctx.srv;
-    let mut entry = srv.dbs[ctx.client.db].get_mut(key, now_ms);
-    if how == Lookup::Read {
-        if entry.is_some() {
-            srv.stats.keyspace_hits += 1;
-        } else {
-            srv.stats.keyspace_misses += 1;
-        }
-    }
-    if let (true, Some(e)) = (touch, entry.as_mut()) {
-        e.last_access = lru;
-    }
-    (entry, &mut *ctx.out)
-}
 
 /// The bytes of a string value; WRONGTYPE for any other type.
 fn string_of(value: &Value) -> Result<Cow<'_, [u8]>, CmdError> {
@@ -122,7 +92,7 @@ fn check_string_length(current: usize, added: usize, max: i64) -> CmdResult {
 /// GET's answer for a key: its value, nil when absent, WRONGTYPE for a
 /// non-string. Returns whether the key exists. (SET GET, GETSET, GETDEL.)
 fn reply_current(ctx: &mut Ctx, key: &[u8]) -> Result<bool, CmdError> {
-    match lookup(ctx, key, Lookup::Read) {
+    match ctx.lookup(key, Lookup::Read) {
         (None, out) => {
             out.null();
             Ok(false)
@@ -275,7 +245,7 @@ fn set_generic(ctx: &mut Ctx, req: SetRequest) -> CmdResult {
     if o.get {
         reply_current(ctx, req.key)?;
     }
-    let found = lookup(ctx, req.key, Lookup::Write).0.is_some();
+    let found = ctx.lookup(req.key, Lookup::Write).0.is_some();
     if (o.nx && found) || (o.xx && !found) {
         if !o.get {
             match req.answer {
@@ -348,7 +318,7 @@ fn getex(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let o = parse_extended(args, OptionsOf::GetEx)?;
     let key = args[1];
     let now_ms = ctx.now_ms;
-    let (entry, out) = lookup(ctx, key, Lookup::Read);
+    let (entry, out) = ctx.lookup(key, Lookup::Read);
     let Some(entry) = entry else {
         out.null();
         return Ok(());
@@ -402,7 +372,7 @@ fn getset(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
 fn mget(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     ctx.out.array(args.len() - 1);
     for key in &args[1..] {
-        match lookup(ctx, key, Lookup::Read) {
+        match ctx.lookup(key, Lookup::Read) {
             (Some(entry), out) if entry.value.is_string() => reply_string(out, &entry.value)?,
             (_, out) => out.null(),
         }
@@ -423,7 +393,7 @@ fn mset_generic(ctx: &mut Ctx, args: &[&[u8]], command: &str, only_new: bool) ->
     if args.len().is_multiple_of(2) {
         return Err(arity_error(command));
     }
-    if only_new && args[1..].chunks(2).any(|pair| lookup(ctx, pair[0], Lookup::Write).0.is_some()) {
+    if only_new && args[1..].chunks(2).any(|pair| ctx.lookup(pair[0], Lookup::Write).0.is_some()) {
         ctx.out.int(0);
         return Ok(());
     }
@@ -450,7 +420,7 @@ fn mset_generic(ctx: &mut Ctx, args: &[&[u8]], command: &str, only_new: bool) ->
 fn append(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let (key, tail) = (args[1], args[2]);
     let max = ctx.srv.config.proto_max_bulk_len;
-    let new_len = match lookup(ctx, key, Lookup::Write).0 {
+    let new_len = match ctx.lookup(key, Lookup::Write).0 {
         Some(entry) => {
             let current = entry.value.string_len().ok_or_else(wrong_type)?;
             check_string_length(current, tail.len(), max)?;
@@ -470,7 +440,7 @@ fn append(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
 }
 
 fn strlen(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
-    let (entry, out) = lookup(ctx, args[1], Lookup::Read);
+    let (entry, out) = ctx.lookup(args[1], Lookup::Read);
     let len = match entry {
         Some(entry) => entry.value.string_len().ok_or_else(wrong_type)?,
         None => 0,
@@ -489,7 +459,7 @@ fn setrange(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     }
     let offset = offset as usize;
     let max = ctx.srv.config.proto_max_bulk_len;
-    let (entry, out) = lookup(ctx, key, Lookup::Write);
+    let (entry, out) = ctx.lookup(key, Lookup::Write);
     let new_len = match entry {
         Some(entry) => {
             let current = entry.value.string_len().ok_or_else(wrong_type)?;
@@ -531,7 +501,7 @@ fn setrange(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
 fn getrange(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let start = parse_integer(args[2])?;
     let end = parse_integer(args[3])?;
-    let (entry, out) = lookup(ctx, args[1], Lookup::Read);
+    let (entry, out) = ctx.lookup(args[1], Lookup::Read);
     let Some(entry) = entry else {
         out.bulk(b"");
         return Ok(());
@@ -587,7 +557,7 @@ fn decrby(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
 /// Adds `delta` to the integer at `key` (0 when absent), keeping its TTL.
 /// The result is always `int`-encoded.
 fn add_to_integer(ctx: &mut Ctx, key: &[u8], delta: i64) -> CmdResult {
-    let current = match lookup(ctx, key, Lookup::Write).0 {
+    let current = match ctx.lookup(key, Lookup::Write).0 {
         Some(entry) => integer_of(&entry.value)?,
         None => 0,
     };
@@ -605,7 +575,7 @@ fn add_to_integer(ctx: &mut Ctx, key: &[u8], delta: i64) -> CmdResult {
 fn incrbyfloat(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let key = args[1];
     let sum = {
-        let current = match lookup(ctx, key, Lookup::Write).0 {
+        let current = match ctx.lookup(key, Lookup::Write).0 {
             Some(entry) => string_of(&entry.value)?,
             None => Cow::Borrowed(&b"0"[..]),
         };
@@ -645,8 +615,8 @@ struct LcsMatch {
 /// LCS key1 key2 [LEN] [IDX] [MINMATCHLEN n] [WITHMATCHLEN]
 fn lcs(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     // Both keys are looked up (and counted) before either is checked.
-    let a = lookup(ctx, args[1], Lookup::Read).0.map(|e| e.value.string_bytes().map(Cow::into_owned));
-    let b = lookup(ctx, args[2], Lookup::Read).0.map(|e| e.value.string_bytes().map(Cow::into_owned));
+    let a = ctx.lookup(args[1], Lookup::Read).0.map(|e| e.value.string_bytes().map(Cow::into_owned));
+    let b = ctx.lookup(args[2], Lookup::Read).0.map(|e| e.value.string_bytes().map(Cow::into_owned));
     let (Some(a), Some(b)) = (a.unwrap_or(Some(Vec::new())), b.unwrap_or(Some(Vec::new()))) else {
         return Err("ERR The specified keys must contain string values".into());
     };

@@ -49,12 +49,7 @@ pub struct RdbError {
 
 impl RdbError {
     pub fn new(offset: u64, kind: RdbErrorKind) -> Self {
-        RdbError {
-            offset,
-            key: None,
-            rdb_type: None,
-            kind,
-        }
+        RdbError { offset, key: None, rdb_type: None, kind }
     }
 
     pub(crate) fn corrupt(offset: u64, reason: impl Into<String>) -> Self {
@@ -95,9 +90,9 @@ impl RdbError {
             }
             RdbErrorKind::Unsupported(s) => s.clone(),
             RdbErrorKind::Corrupt(s) => s.clone(),
-            RdbErrorKind::ChecksumMismatch { stored, computed } => format!(
-                "wrong RDB checksum: file says {stored:016x}, contents give {computed:016x}"
-            ),
+            RdbErrorKind::ChecksumMismatch { stored, computed } => {
+                format!("wrong RDB checksum: file says {stored:016x}, contents give {computed:016x}")
+            }
         }
     }
 }

@@ -25,13 +25,13 @@ mod source;
 mod stream;
 
 pub use consts::{
-    is_supported_type, opcode, rdb_type, rdb_type_name, ENC_INT16, ENC_INT32, ENC_INT8, ENC_LZF,
-    QUICKLIST_NODE_PACKED, QUICKLIST_NODE_PLAIN, RDB_VERSION_MAX, RDB_VERSION_VALKEY8,
+    is_supported_type, opcode, rdb_type, rdb_type_name, ENC_INT16, ENC_INT32, ENC_INT8, ENC_LZF, QUICKLIST_NODE_PACKED,
+    QUICKLIST_NODE_PLAIN, RDB_VERSION_MAX, RDB_VERSION_VALKEY8,
 };
 pub use error::{RdbError, RdbErrorKind};
 pub use reader::{
-    decode_dump_payload, decode_object, load_all, load_all_from, DecodedObject, DumpPayload,
-    RdbFile, RdbReader, ReaderOptions,
+    decode_dump_payload, decode_object, load_all, load_all_from, DecodedObject, DumpPayload, RdbFile, RdbReader,
+    ReaderOptions,
 };
 pub use stream::{Consumer, ConsumerGroup, PendingEntry, Stream, StreamEntry, StreamId};
 
@@ -231,10 +231,7 @@ pub fn parse_library_metadata(code: &[u8]) -> Result<(String, String), String> {
     if !code.starts_with(b"#!") {
         return Err("missing library metadata".into());
     }
-    let nl = code
-        .iter()
-        .position(|&b| b == b'\n')
-        .ok_or("invalid library metadata")?;
+    let nl = code.iter().position(|&b| b == b'\n').ok_or("invalid library metadata")?;
     let line = String::from_utf8_lossy(&code[2..nl]);
     let mut parts = line.split_ascii_whitespace();
     let engine = parts.next().ok_or("invalid library metadata")?.to_string();

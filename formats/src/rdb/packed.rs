@@ -47,11 +47,7 @@ pub fn parse_i64_strict(s: &[u8]) -> Option<i64> {
     if s.is_empty() || s.len() > 20 {
         return None;
     }
-    let (neg, digits) = if s[0] == b'-' {
-        (true, &s[1..])
-    } else {
-        (false, s)
-    };
+    let (neg, digits) = if s[0] == b'-' { (true, &s[1..]) } else { (false, s) };
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
@@ -67,10 +63,7 @@ pub fn parse_i64_strict(s: &[u8]) -> Option<i64> {
 /// "inf", "-inf", "infinity" and "nan" are accepted. `None` when no prefix
 /// is a number.
 pub fn parse_score(s: &[u8]) -> Option<f64> {
-    let start = s
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(s.len());
+    let start = s.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(s.len());
     let s = &s[start..];
     let s = &s[..s.len().min(256)];
     let text = match std::str::from_utf8(s) {
@@ -151,17 +144,11 @@ fn sign_extend(v: u64, bits: u32) -> i64 {
 /// Decode and fully validate a listpack. Returns its elements in order.
 pub fn listpack_entries(lp: &[u8]) -> Result<Vec<Packed<'_>>, String> {
     if lp.len() < LP_HEADER + 1 {
-        return Err(format!(
-            "listpack of {} bytes is shorter than its header",
-            lp.len()
-        ));
+        return Err(format!("listpack of {} bytes is shorter than its header", lp.len()));
     }
     let total = u32::from_le_bytes([lp[0], lp[1], lp[2], lp[3]]) as usize;
     if total != lp.len() {
-        return Err(format!(
-            "listpack header says {total} bytes, blob has {}",
-            lp.len()
-        ));
+        return Err(format!("listpack header says {total} bytes, blob has {}", lp.len()));
     }
     if lp[lp.len() - 1] != LP_END {
         return Err("listpack does not end with its terminator".into());
@@ -199,8 +186,7 @@ pub fn listpack_entries(lp: &[u8]) -> Result<Vec<Packed<'_>>, String> {
             match b {
                 0xf0 => {
                     need(5)?;
-                    let len =
-                        u32::from_le_bytes([lp[p + 1], lp[p + 2], lp[p + 3], lp[p + 4]]) as usize;
+                    let len = u32::from_le_bytes([lp[p + 1], lp[p + 2], lp[p + 3], lp[p + 4]]) as usize;
                     need(5usize.saturating_add(len))?;
                     (5 + len, Packed::Str(&lp[p + 5..p + 5 + len]))
                 }
@@ -225,11 +211,7 @@ pub fn listpack_entries(lp: &[u8]) -> Result<Vec<Packed<'_>>, String> {
                     w.copy_from_slice(&lp[p + 1..p + 9]);
                     (9, Packed::Int(i64::from_le_bytes(w)))
                 }
-                _ => {
-                    return Err(format!(
-                        "listpack entry at byte {p} has invalid encoding byte 0x{b:02x}"
-                    ))
-                }
+                _ => return Err(format!("listpack entry at byte {p} has invalid encoding byte 0x{b:02x}")),
             }
         };
         let back = lp_backlen_size(size);
@@ -239,9 +221,7 @@ pub fn listpack_entries(lp: &[u8]) -> Result<Vec<Packed<'_>>, String> {
         let stored = lp_read_backlen(lp, p + size + back - 1, p + size)
             .ok_or_else(|| format!("listpack entry at byte {p} has an invalid back-length"))?;
         if stored != size {
-            return Err(format!(
-                "listpack entry at byte {p}: back-length {stored} does not match entry size {size}"
-            ));
+            return Err(format!("listpack entry at byte {p}: back-length {stored} does not match entry size {size}"));
         }
         out.push(elem);
         p += size + back;
@@ -250,10 +230,7 @@ pub fn listpack_entries(lp: &[u8]) -> Result<Vec<Packed<'_>>, String> {
         return Err("listpack entries do not end at its terminator".into());
     }
     if declared != LP_COUNT_UNKNOWN && declared as usize != out.len() {
-        return Err(format!(
-            "listpack header says {declared} elements, it holds {}",
-            out.len()
-        ));
+        return Err(format!("listpack header says {declared} elements, it holds {}", out.len()));
     }
     Ok(out)
 }
@@ -269,17 +246,11 @@ const ZL_BIG_PREVLEN: u8 = 0xfe;
 /// Decode and fully validate a ziplist. Returns its elements in order.
 pub fn ziplist_entries(zl: &[u8]) -> Result<Vec<Packed<'_>>, String> {
     if zl.len() < ZL_HEADER + 1 {
-        return Err(format!(
-            "ziplist of {} bytes is shorter than its header",
-            zl.len()
-        ));
+        return Err(format!("ziplist of {} bytes is shorter than its header", zl.len()));
     }
     let total = u32::from_le_bytes([zl[0], zl[1], zl[2], zl[3]]) as usize;
     if total != zl.len() {
-        return Err(format!(
-            "ziplist header says {total} bytes, blob has {}",
-            zl.len()
-        ));
+        return Err(format!("ziplist header says {total} bytes, blob has {}", zl.len()));
     }
     if zl[zl.len() - 1] != ZL_END {
         return Err("ziplist does not end with its terminator".into());
@@ -308,10 +279,7 @@ pub fn ziplist_entries(zl: &[u8]) -> Result<Vec<Packed<'_>>, String> {
             (zl[p] as usize, 1)
         } else {
             need(p, 5)?;
-            (
-                u32::from_le_bytes([zl[p + 1], zl[p + 2], zl[p + 3], zl[p + 4]]) as usize,
-                5,
-            )
+            (u32::from_le_bytes([zl[p + 1], zl[p + 2], zl[p + 3], zl[p + 4]]) as usize, 5)
         };
         if prevlen != prev_size {
             return Err(format!(
@@ -335,9 +303,7 @@ pub fn ziplist_entries(zl: &[u8]) -> Result<Vec<Packed<'_>>, String> {
             }
             2 => {
                 if enc != 0x80 {
-                    return Err(format!(
-                        "ziplist entry at byte {start} has invalid encoding 0x{enc:02x}"
-                    ));
+                    return Err(format!("ziplist entry at byte {start} has invalid encoding 0x{enc:02x}"));
                 }
                 need(q, 5)?;
                 let len = u32::from_be_bytes([zl[q + 1], zl[q + 2], zl[q + 3], zl[q + 4]]) as usize;
@@ -352,10 +318,7 @@ pub fn ziplist_entries(zl: &[u8]) -> Result<Vec<Packed<'_>>, String> {
                     }
                     0xd0 => {
                         need(q + 1, 4)?;
-                        (
-                            4,
-                            i32::from_le_bytes([zl[q + 1], zl[q + 2], zl[q + 3], zl[q + 4]]) as i64,
-                        )
+                        (4, i32::from_le_bytes([zl[q + 1], zl[q + 2], zl[q + 3], zl[q + 4]]) as i64)
                     }
                     0xe0 => {
                         need(q + 1, 8)?;
@@ -365,8 +328,7 @@ pub fn ziplist_entries(zl: &[u8]) -> Result<Vec<Packed<'_>>, String> {
                     }
                     0xf0 => {
                         need(q + 1, 3)?;
-                        let u =
-                            zl[q + 1] as u64 | (zl[q + 2] as u64) << 8 | (zl[q + 3] as u64) << 16;
+                        let u = zl[q + 1] as u64 | (zl[q + 2] as u64) << 8 | (zl[q + 3] as u64) << 16;
                         (3, sign_extend(u, 24))
                     }
                     0xfe => {
@@ -374,11 +336,7 @@ pub fn ziplist_entries(zl: &[u8]) -> Result<Vec<Packed<'_>>, String> {
                         (1, zl[q + 1] as i8 as i64)
                     }
                     0xf1..=0xfd => (0, ((enc & 0x0f) as i64) - 1),
-                    _ => {
-                        return Err(format!(
-                            "ziplist entry at byte {start} has invalid encoding 0x{enc:02x}"
-                        ))
-                    }
+                    _ => return Err(format!("ziplist entry at byte {start} has invalid encoding 0x{enc:02x}")),
                 };
                 (1 + n, Packed::Int(v))
             }
@@ -397,17 +355,12 @@ pub fn ziplist_entries(zl: &[u8]) -> Result<Vec<Packed<'_>>, String> {
     }
     match last_entry {
         Some(last) if last != tail => {
-            return Err(format!(
-                "ziplist tail offset {tail} does not point at its last entry ({last})"
-            ))
+            return Err(format!("ziplist tail offset {tail} does not point at its last entry ({last})"))
         }
         _ => {}
     }
     if declared != u16::MAX && declared as usize != out.len() {
-        return Err(format!(
-            "ziplist header says {declared} elements, it holds {}",
-            out.len()
-        ));
+        return Err(format!("ziplist header says {declared} elements, it holds {}", out.len()));
     }
     Ok(out)
 }
@@ -443,10 +396,7 @@ pub fn zipmap_pairs(zm: &[u8]) -> Result<ZipmapPairs<'_>, String> {
             if p + 5 > end {
                 return Err(format!("zipmap length at byte {p} runs past the end"));
             }
-            Ok((
-                u32::from_le_bytes([zm[p + 1], zm[p + 2], zm[p + 3], zm[p + 4]]) as usize,
-                5,
-            ))
+            Ok((u32::from_le_bytes([zm[p + 1], zm[p + 2], zm[p + 3], zm[p + 4]]) as usize, 5))
         } else {
             Err(format!("zipmap length at byte {p} is the terminator"))
         }
@@ -481,11 +431,7 @@ pub fn zipmap_pairs(zm: &[u8]) -> Result<ZipmapPairs<'_>, String> {
         return Err("zipmap is empty".into());
     }
     if zm[0] != ZM_BIGLEN && zm[0] as usize != out.len() {
-        return Err(format!(
-            "zipmap header says {} pairs, it holds {}",
-            zm[0],
-            out.len()
-        ));
+        return Err(format!("zipmap header says {} pairs, it holds {}", zm[0], out.len()));
     }
     Ok(out)
 }
@@ -509,10 +455,7 @@ pub fn intset_values(is: &[u8]) -> Result<(u8, Vec<i64>), String> {
     let count = u32::from_le_bytes([is[4], is[5], is[6], is[7]]) as usize;
     let body = &is[8..];
     if count.checked_mul(width) != Some(body.len()) {
-        return Err(format!(
-            "intset of {count} elements of {width} bytes does not fit its {} bytes",
-            body.len()
-        ));
+        return Err(format!("intset of {count} elements of {width} bytes does not fit its {} bytes", body.len()));
     }
     if count == 0 {
         return Err("intset is empty".into());
@@ -530,9 +473,7 @@ pub fn intset_values(is: &[u8]) -> Result<(u8, Vec<i64>), String> {
         };
         if let Some(&prev) = out.last() {
             if v <= prev {
-                return Err(format!(
-                    "intset is not strictly ascending ({prev} then {v})"
-                ));
+                return Err(format!("intset is not strictly ascending ({prev} then {v})"));
             }
         }
         out.push(v);
@@ -579,10 +520,7 @@ mod tests {
         let big = vec![b'z'; 300];
         let lp = lp_build(&[b"a", b"", &big]);
         let got = listpack_entries(&lp).unwrap();
-        assert_eq!(
-            got,
-            vec![Packed::Str(b"a"), Packed::Str(b""), Packed::Str(&big)]
-        );
+        assert_eq!(got, vec![Packed::Str(b"a"), Packed::Str(b""), Packed::Str(&big)]);
         for i in 0..lp.len() {
             let mut bad = lp.clone();
             bad[i] ^= 0x41;
@@ -617,11 +555,7 @@ mod tests {
         lp.extend_from_slice(&6u16.to_le_bytes());
         lp.extend_from_slice(&body);
         lp.push(0xff);
-        let got: Vec<i64> = listpack_entries(&lp)
-            .unwrap()
-            .into_iter()
-            .map(|p| p.as_int().unwrap())
-            .collect();
+        let got: Vec<i64> = listpack_entries(&lp).unwrap().into_iter().map(|p| p.as_int().unwrap()).collect();
         assert_eq!(got, vec![5, -1, -2, 100000, -100000000, i64::MIN]);
     }
 

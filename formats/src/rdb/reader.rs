@@ -6,13 +6,9 @@ use std::hash::Hash;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
-use super::consts::{
-    opcode, rdb_type, rdb_type_name, QUICKLIST_NODE_PACKED, QUICKLIST_NODE_PLAIN, RDB_VERSION_MAX,
-};
+use super::consts::{opcode, rdb_type, rdb_type_name, QUICKLIST_NODE_PACKED, QUICKLIST_NODE_PLAIN, RDB_VERSION_MAX};
 use super::error::{RdbError, RdbErrorKind};
-use super::packed::{
-    intset_values, listpack_entries, parse_score, ziplist_entries, zipmap_pairs, Packed,
-};
+use super::packed::{intset_values, listpack_entries, parse_score, ziplist_entries, zipmap_pairs, Packed};
 use super::source::Source;
 use super::stream::read_stream;
 use super::{Checksum, EmptyKey, Encoding, Magic, RdbItem, RdbKey, RdbValue};
@@ -27,9 +23,7 @@ pub struct ReaderOptions {
 
 impl Default for ReaderOptions {
     fn default() -> Self {
-        ReaderOptions {
-            verify_checksum: true,
-        }
+        ReaderOptions { verify_checksum: true }
     }
 }
 
@@ -213,9 +207,7 @@ impl<R: BufRead> RdbReader<R> {
                     self.src.stop_hashing();
                     let computed = self.src.crc();
                     if !self.has_footer() {
-                        return Ok(RdbItem::Eof {
-                            checksum: Checksum::Absent,
-                        });
+                        return Ok(RdbItem::Eof { checksum: Checksum::Absent });
                     }
                     let footer_at = self.src.pos();
                     let stored = u64::from_le_bytes(self.src.read_array::<8>()?);
@@ -224,10 +216,7 @@ impl<R: BufRead> RdbReader<R> {
                     } else if !self.opts.verify_checksum {
                         Checksum::NotChecked(stored)
                     } else if stored != computed {
-                        return Err(RdbError::new(
-                            footer_at,
-                            RdbErrorKind::ChecksumMismatch { stored, computed },
-                        ));
+                        return Err(RdbError::new(footer_at, RdbErrorKind::ChecksumMismatch { stored, computed }));
                     } else {
                         Checksum::Verified(stored)
                     };
@@ -241,20 +230,13 @@ impl<R: BufRead> RdbReader<R> {
                 opcode::RESIZEDB => {
                     let db_size = self.src.read_len()?;
                     let expires_size = self.src.read_len()?;
-                    return Ok(RdbItem::ResizeDb {
-                        db_size,
-                        expires_size,
-                    });
+                    return Ok(RdbItem::ResizeDb { db_size, expires_size });
                 }
                 opcode::SLOT_INFO => {
                     let slot_id = self.src.read_len()?;
                     let slot_size = self.src.read_len()?;
                     let expires_slot_size = self.src.read_len()?;
-                    return Ok(RdbItem::SlotInfo {
-                        slot_id,
-                        slot_size,
-                        expires_slot_size,
-                    });
+                    return Ok(RdbItem::SlotInfo { slot_id, slot_size, expires_slot_size });
                 }
                 opcode::AUX => {
                     let key = self.src.read_string()?;
@@ -268,9 +250,7 @@ impl<R: BufRead> RdbReader<R> {
                 opcode::FUNCTION_PRE_GA => {
                     return Err(RdbError::new(
                         at,
-                        RdbErrorKind::Unsupported(
-                            "pre-release function format (opcode 246) not supported".into(),
-                        ),
+                        RdbErrorKind::Unsupported("pre-release function format (opcode 246) not supported".into()),
                     ));
                 }
                 opcode::MODULE_AUX => {
@@ -312,13 +292,9 @@ impl<R: BufRead> RdbReader<R> {
                 rdb_type: t,
                 offset: at,
             }),
-            DecodedObject::Empty => RdbItem::EmptyKey(EmptyKey {
-                db: self.db,
-                key,
-                rdb_type: t,
-                expire_ms,
-                offset: at,
-            }),
+            DecodedObject::Empty => {
+                RdbItem::EmptyKey(EmptyKey { db: self.db, key, rdb_type: t, expire_ms, offset: at })
+            }
         })
     }
 }
@@ -382,10 +358,7 @@ pub fn decode_dump_payload(payload: &[u8], verify_checksum: bool) -> Result<Dump
     let footer = payload.len() - 10;
     let rdb_version = u16::from_le_bytes([payload[footer], payload[footer + 1]]);
     if rdb_version as u32 > super::consts::RDB_VERSION_VALKEY8 {
-        return Err(RdbError::new(
-            footer as u64,
-            RdbErrorKind::UnsupportedVersion(rdb_version as u32),
-        ));
+        return Err(RdbError::new(footer as u64, RdbErrorKind::UnsupportedVersion(rdb_version as u32)));
     }
     if verify_checksum {
         let mut w = [0u8; 8];
@@ -393,10 +366,7 @@ pub fn decode_dump_payload(payload: &[u8], verify_checksum: bool) -> Result<Dump
         let stored = u64::from_le_bytes(w);
         let computed = crate::crc64::crc64(&payload[..footer + 2]);
         if stored != computed {
-            return Err(RdbError::new(
-                (footer + 2) as u64,
-                RdbErrorKind::ChecksumMismatch { stored, computed },
-            ));
+            return Err(RdbError::new((footer + 2) as u64, RdbErrorKind::ChecksumMismatch { stored, computed }));
         }
     }
     let body = &payload[..footer];
@@ -409,11 +379,7 @@ pub fn decode_dump_payload(payload: &[u8], verify_checksum: bool) -> Result<Dump
         e.rdb_type.get_or_insert(rdb_type);
         e
     })?;
-    Ok(DumpPayload {
-        rdb_type,
-        rdb_version,
-        object,
-    })
+    Ok(DumpPayload { rdb_type, rdb_version, object })
 }
 
 fn value(value: RdbValue, encoding: Encoding) -> Result<DecodedObject, RdbError> {
@@ -431,17 +397,9 @@ fn blob_err(at: u64, what: &str, reason: String) -> RdbError {
 }
 
 /// Pairs from a flat element list (ziplist / listpack hashes and zsets).
-fn pairs<'a>(
-    items: &[Packed<'a>],
-    at: u64,
-    what: &str,
-) -> Result<Vec<(Packed<'a>, Packed<'a>)>, RdbError> {
+fn pairs<'a>(items: &[Packed<'a>], at: u64, what: &str) -> Result<Vec<(Packed<'a>, Packed<'a>)>, RdbError> {
     if !items.len().is_multiple_of(2) {
-        return Err(blob_err(
-            at,
-            what,
-            format!("odd number of elements ({})", items.len()),
-        ));
+        return Err(blob_err(at, what, format!("odd number of elements ({})", items.len())));
     }
     Ok(items.chunks_exact(2).map(|c| (c[0], c[1])).collect())
 }
@@ -453,15 +411,10 @@ fn packed_score(p: Packed<'_>) -> Option<f64> {
     }
 }
 
-fn zset_from_pairs(
-    items: &[Packed<'_>],
-    at: u64,
-    what: &str,
-) -> Result<Vec<(Vec<u8>, f64)>, RdbError> {
+fn zset_from_pairs(items: &[Packed<'_>], at: u64, what: &str) -> Result<Vec<(Vec<u8>, f64)>, RdbError> {
     let mut out = Vec::with_capacity(items.len() / 2);
     for (m, s) in pairs(items, at, what)? {
-        let score = packed_score(s)
-            .ok_or_else(|| blob_err(at, what, format!("score '{s}' is not a number")))?;
+        let score = packed_score(s).ok_or_else(|| blob_err(at, what, format!("score '{s}' is not a number")))?;
         if score.is_nan() {
             return Err(blob_err(at, what, "NaN score".into()));
         }
@@ -476,10 +429,7 @@ fn zset_from_pairs(
 type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
 fn hash_from_pairs(items: &[Packed<'_>], at: u64, what: &str) -> Result<Pairs, RdbError> {
-    let out: Pairs = pairs(items, at, what)?
-        .into_iter()
-        .map(|(f, v)| (f.to_bytes(), v.to_bytes()))
-        .collect();
+    let out: Pairs = pairs(items, at, what)?.into_iter().map(|(f, v)| (f.to_bytes(), v.to_bytes())).collect();
     if has_duplicate(&out, |(f, _)| f.as_slice()) {
         return Err(blob_err(at, what, "duplicate fields".into()));
     }
@@ -488,11 +438,7 @@ fn hash_from_pairs(items: &[Packed<'_>], at: u64, what: &str) -> Result<Pairs, R
 
 /// Read an object of type `t` (the key has been read). `type_at` is the
 /// offset of the type byte, used for refusals.
-fn read_object<R: BufRead>(
-    src: &mut Source<R>,
-    t: u8,
-    type_at: u64,
-) -> Result<DecodedObject, RdbError> {
+fn read_object<R: BufRead>(src: &mut Source<R>, t: u8, type_at: u64) -> Result<DecodedObject, RdbError> {
     use rdb_type::*;
     match t {
         STRING => {
@@ -535,11 +481,7 @@ fn read_object<R: BufRead>(
             for _ in 0..n {
                 let member = src.read_string()?;
                 let score_at = src.pos();
-                let score = if t == ZSET_2 {
-                    src.read_f64_le()?
-                } else {
-                    read_string_score(src)?
-                };
+                let score = if t == ZSET_2 { src.read_f64_le()? } else { read_string_score(src)? };
                 if score.is_nan() {
                     return Err(RdbError::corrupt(score_at, "zset with NaN score detected"));
                 }
@@ -609,13 +551,7 @@ fn read_object<R: BufRead>(
             if items.is_empty() {
                 return Ok(DecodedObject::Empty);
             }
-            value(
-                RdbValue::List(items),
-                Encoding::Quicklist {
-                    nodes: n,
-                    plain_nodes,
-                },
-            )
+            value(RdbValue::List(items), Encoding::Quicklist { nodes: n, plain_nodes })
         }
         HASH_ZIPMAP => {
             let at = src.pos();
@@ -624,10 +560,7 @@ fn read_object<R: BufRead>(
             if has_duplicate(&pairs, |(f, _)| *f) {
                 return Err(blob_err(at, "zipmap", "duplicate fields".into()));
             }
-            let items = pairs
-                .into_iter()
-                .map(|(f, v)| (f.to_vec(), v.to_vec()))
-                .collect();
+            let items = pairs.into_iter().map(|(f, v)| (f.to_vec(), v.to_vec())).collect();
             value(RdbValue::Hash(items), Encoding::Zipmap)
         }
         LIST_ZIPLIST => {
@@ -637,19 +570,13 @@ fn read_object<R: BufRead>(
             if elems.is_empty() {
                 return Ok(DecodedObject::Empty);
             }
-            value(
-                RdbValue::List(elems.into_iter().map(Packed::to_bytes).collect()),
-                Encoding::Ziplist,
-            )
+            value(RdbValue::List(elems.into_iter().map(Packed::to_bytes).collect()), Encoding::Ziplist)
         }
         SET_INTSET => {
             let at = src.pos();
             let blob = src.read_string()?;
             let (width, vals) = intset_values(&blob).map_err(|e| blob_err(at, "intset", e))?;
-            let items = vals
-                .into_iter()
-                .map(|v| v.to_string().into_bytes())
-                .collect();
+            let items = vals.into_iter().map(|v| v.to_string().into_bytes()).collect();
             value(RdbValue::Set(items), Encoding::Intset { width })
         }
         SET_LISTPACK => {
@@ -669,51 +596,31 @@ fn read_object<R: BufRead>(
             let at = src.pos();
             let blob = src.read_string()?;
             let (what, elems) = if t == ZSET_ZIPLIST {
-                (
-                    "zset ziplist",
-                    ziplist_entries(&blob).map_err(|e| blob_err(at, "zset ziplist", e))?,
-                )
+                ("zset ziplist", ziplist_entries(&blob).map_err(|e| blob_err(at, "zset ziplist", e))?)
             } else {
-                (
-                    "zset listpack",
-                    listpack_entries(&blob).map_err(|e| blob_err(at, "zset listpack", e))?,
-                )
+                ("zset listpack", listpack_entries(&blob).map_err(|e| blob_err(at, "zset listpack", e))?)
             };
             if elems.is_empty() {
                 // An odd-sized one is corrupt; an empty one is an empty key.
                 return Ok(DecodedObject::Empty);
             }
             let items = zset_from_pairs(&elems, at, what)?;
-            let enc = if t == ZSET_ZIPLIST {
-                Encoding::Ziplist
-            } else {
-                Encoding::Listpack
-            };
+            let enc = if t == ZSET_ZIPLIST { Encoding::Ziplist } else { Encoding::Listpack };
             value(RdbValue::SortedSet(items), enc)
         }
         HASH_ZIPLIST | HASH_LISTPACK => {
             let at = src.pos();
             let blob = src.read_string()?;
             let (what, elems) = if t == HASH_ZIPLIST {
-                (
-                    "hash ziplist",
-                    ziplist_entries(&blob).map_err(|e| blob_err(at, "hash ziplist", e))?,
-                )
+                ("hash ziplist", ziplist_entries(&blob).map_err(|e| blob_err(at, "hash ziplist", e))?)
             } else {
-                (
-                    "hash listpack",
-                    listpack_entries(&blob).map_err(|e| blob_err(at, "hash listpack", e))?,
-                )
+                ("hash listpack", listpack_entries(&blob).map_err(|e| blob_err(at, "hash listpack", e))?)
             };
             if elems.is_empty() {
                 return Ok(DecodedObject::Empty);
             }
             let items = hash_from_pairs(&elems, at, what)?;
-            let enc = if t == HASH_ZIPLIST {
-                Encoding::Ziplist
-            } else {
-                Encoding::Listpack
-            };
+            let enc = if t == HASH_ZIPLIST { Encoding::Ziplist } else { Encoding::Listpack };
             value(RdbValue::Hash(items), enc)
         }
         STREAM_LISTPACKS | STREAM_LISTPACKS_2 | STREAM_LISTPACKS_3 => {
@@ -729,10 +636,7 @@ fn read_object<R: BufRead>(
             offset: type_at,
             key: None,
             rdb_type: Some(t),
-            kind: RdbErrorKind::UnsupportedType {
-                rdb_type: t,
-                name: rdb_type_name(t).unwrap_or("UNKNOWN"),
-            },
+            kind: RdbErrorKind::UnsupportedType { rdb_type: t, name: rdb_type_name(t).unwrap_or("UNKNOWN") },
         }),
         _ => Err(RdbError::new(type_at, RdbErrorKind::UnknownType(t))),
     }
@@ -752,13 +656,7 @@ fn read_string_score<R: BufRead>(src: &mut Source<R>) -> Result<f64, RdbError> {
             let buf = &mut buf[..n as usize];
             src.read_exact(buf)?;
             parse_score(buf).ok_or_else(|| {
-                RdbError::corrupt(
-                    at,
-                    format!(
-                        "zset score '{}' is not a number",
-                        String::from_utf8_lossy(buf)
-                    ),
-                )
+                RdbError::corrupt(at, format!("zset score '{}' is not a number", String::from_utf8_lossy(buf)))
             })
         }
     }
@@ -814,12 +712,9 @@ pub fn load_all_from<R: BufRead>(mut reader: RdbReader<R>) -> Result<RdbFile, Rd
             }
             RdbItem::Aux { key, value } => out.aux.push((key, value)),
             RdbItem::SelectDb { .. } | RdbItem::SlotInfo { .. } => {}
-            RdbItem::ResizeDb {
-                db_size,
-                expires_size,
-            } => out
-                .resize_hints
-                .push((reader.current_db(), db_size, expires_size)),
+            RdbItem::ResizeDb { db_size, expires_size } => {
+                out.resize_hints.push((reader.current_db(), db_size, expires_size))
+            }
             RdbItem::Function { code } => out.functions.push(code),
             RdbItem::Key(k) => out.keys.push(k),
             RdbItem::EmptyKey(k) => out.empty_keys.push(k),
@@ -836,10 +731,7 @@ pub fn load_all_from<R: BufRead>(mut reader: RdbReader<R>) -> Result<RdbFile, Rd
         }
     };
     if trailing > 0 {
-        return Err(RdbError::corrupt(
-            out.end_offset,
-            "unexpected bytes after the end of the RDB data",
-        ));
+        return Err(RdbError::corrupt(out.end_offset, "unexpected bytes after the end of the RDB data"));
     }
     Ok(out)
 }

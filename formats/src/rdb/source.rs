@@ -29,12 +29,7 @@ pub(crate) struct Source<R> {
 
 impl<R: BufRead> Source<R> {
     pub fn new(inner: R) -> Self {
-        Source {
-            inner,
-            pos: 0,
-            crc: Crc64::new(),
-            hashing: true,
-        }
+        Source { inner, pos: 0, crc: Crc64::new(), hashing: true }
     }
 
     pub fn pos(&self) -> u64 {
@@ -155,14 +150,9 @@ impl<R: BufRead> Source<R> {
             }
             3 => Ok(Len::Special(b & 0x3f)),
             _ => match b {
-                0x80 => Ok(Len::Plain(
-                    u32::from_be_bytes(self.read_array::<4>()?) as u64
-                )),
+                0x80 => Ok(Len::Plain(u32::from_be_bytes(self.read_array::<4>()?) as u64)),
                 0x81 => Ok(Len::Plain(u64::from_be_bytes(self.read_array::<8>()?))),
-                _ => Err(RdbError::corrupt(
-                    at,
-                    format!("unknown length encoding 0x{b:02x}"),
-                )),
+                _ => Err(RdbError::corrupt(at, format!("unknown length encoding 0x{b:02x}"))),
             },
         }
     }
@@ -172,10 +162,9 @@ impl<R: BufRead> Source<R> {
         let at = self.pos;
         match self.read_len_field()? {
             Len::Plain(n) => Ok(n),
-            Len::Special(e) => Err(RdbError::corrupt(
-                at,
-                format!("string encoding {e} found where a length was expected"),
-            )),
+            Len::Special(e) => {
+                Err(RdbError::corrupt(at, format!("string encoding {e} found where a length was expected")))
+            }
         }
     }
 
@@ -207,15 +196,11 @@ impl<R: BufRead> Source<R> {
                         format!("LZF string claims {len} bytes from {clen} compressed bytes"),
                     ));
                 }
-                let out = lzf::decompress(&compressed, len as usize).map_err(|e| {
-                    RdbError::corrupt(data_at, format!("invalid LZF compressed string: {e}"))
-                })?;
+                let out = lzf::decompress(&compressed, len as usize)
+                    .map_err(|e| RdbError::corrupt(data_at, format!("invalid LZF compressed string: {e}")))?;
                 Ok((out, StringEncoding::Lzf))
             }
-            Len::Special(e) => Err(RdbError::corrupt(
-                at,
-                format!("unknown RDB string encoding type {e}"),
-            )),
+            Len::Special(e) => Err(RdbError::corrupt(at, format!("unknown RDB string encoding type {e}"))),
         }
     }
 

@@ -37,10 +37,7 @@ impl StreamId {
         let mut seq = [0u8; 8];
         ms.copy_from_slice(&b[..8]);
         seq.copy_from_slice(&b[8..]);
-        StreamId {
-            ms: u64::from_be_bytes(ms),
-            seq: u64::from_be_bytes(seq),
-        }
+        StreamId { ms: u64::from_be_bytes(ms), seq: u64::from_be_bytes(seq) }
     }
 
     pub fn to_be_bytes(self) -> [u8; 16] {
@@ -133,10 +130,7 @@ fn decode_node(master: StreamId, lp: &[u8], out: &mut Vec<StreamEntry>) -> Resul
             .ok_or_else(|| format!("stream listpack {what} is not an integer"))
     };
     let bytes_at = |i: usize, what: &str| -> Result<Packed<'_>, String> {
-        items
-            .get(i)
-            .copied()
-            .ok_or_else(|| format!("stream listpack ends before its {what}"))
+        items.get(i).copied().ok_or_else(|| format!("stream listpack ends before its {what}"))
     };
     if items.is_empty() {
         return Err("empty listpack inside stream".into());
@@ -172,10 +166,8 @@ fn decode_node(master: StreamId, lp: &[u8], out: &mut Vec<StreamEntry>) -> Resul
         i += 3;
         let same_fields = flags & 2 != 0;
         let deleted_flag = flags & 1 != 0;
-        let id = StreamId {
-            ms: master.ms.wrapping_add(ms_delta as u64),
-            seq: master.seq.wrapping_add(seq_delta as u64),
-        };
+        let id =
+            StreamId { ms: master.ms.wrapping_add(ms_delta as u64), seq: master.seq.wrapping_add(seq_delta as u64) };
         let mut fields = Vec::new();
         if same_fields {
             for name in &names {
@@ -203,9 +195,7 @@ fn decode_node(master: StreamId, lp: &[u8], out: &mut Vec<StreamEntry>) -> Resul
         let lp_count = int_at(i, "entry element count")?;
         let used = (i - start) as i64;
         if lp_count != used {
-            return Err(format!(
-                "stream entry element count {lp_count} should be {used}"
-            ));
+            return Err(format!("stream entry element count {lp_count} should be {used}"));
         }
         i += 1;
         if !deleted_flag {
@@ -218,9 +208,7 @@ fn decode_node(master: StreamId, lp: &[u8], out: &mut Vec<StreamEntry>) -> Resul
         return Err("stream listpack holds more elements than its entries use".into());
     }
     if seen_live != live as u64 {
-        return Err(format!(
-            "stream listpack master entry says {live} live entries, it holds {seen_live}"
-        ));
+        return Err(format!("stream listpack master entry says {live} live entries, it holds {seen_live}"));
     }
     Ok(())
 }
@@ -245,10 +233,7 @@ fn estimate_entries_read(s: &Stream, id: StreamId) -> Option<u64> {
             return s.entries_added.checked_sub(s.length);
         }
         if id == s.first_id {
-            return s
-                .entries_added
-                .checked_sub(s.length)
-                .and_then(|v| v.checked_add(1));
+            return s.entries_added.checked_sub(s.length).and_then(|v| v.checked_add(1));
         }
     }
     None
@@ -263,29 +248,16 @@ pub(crate) fn read_stream<R: BufRead>(src: &mut Source<R>, t: u8) -> Result<Stre
         let key_at = src.pos();
         let node_key = src.read_string()?;
         let node_key: [u8; 16] = node_key.as_slice().try_into().map_err(|_| {
-            RdbError::corrupt(
-                key_at,
-                format!(
-                    "stream node key of {} bytes is not a stream id",
-                    node_key.len()
-                ),
-            )
+            RdbError::corrupt(key_at, format!("stream node key of {} bytes is not a stream id", node_key.len()))
         })?;
         let master = StreamId::from_be_bytes(&node_key);
         let lp_at = src.pos();
         let lp = src.read_string()?;
         let mut entries = Vec::new();
-        decode_node(master, &lp, &mut entries).map_err(|e| {
-            RdbError::corrupt(
-                lp_at,
-                format!("stream listpack integrity check failed: {e}"),
-            )
-        })?;
+        decode_node(master, &lp, &mut entries)
+            .map_err(|e| RdbError::corrupt(lp_at, format!("stream listpack integrity check failed: {e}")))?;
         if by_master.insert(master, entries).is_some() {
-            return Err(RdbError::corrupt(
-                key_at,
-                format!("stream node {master} appears twice"),
-            ));
+            return Err(RdbError::corrupt(key_at, format!("stream node {master} appears twice")));
         }
         s.listpack_nodes += 1;
     }
@@ -304,27 +276,16 @@ pub(crate) fn read_stream<R: BufRead>(src: &mut Source<R>, t: u8) -> Result<Stre
         s.entries_added = s.length;
         // Valkey derives it from the first live entry; with none it uses the
         // largest possible id.
-        s.first_id = s
-            .entries
-            .first()
-            .map(|e| e.id)
-            .unwrap_or(StreamId::new(u64::MAX, u64::MAX));
+        s.first_id = s.entries.first().map(|e| e.id).unwrap_or(StreamId::new(u64::MAX, u64::MAX));
     }
     if s.length != s.entries.len() as u64 {
         return Err(RdbError::corrupt(
             meta_at,
-            format!(
-                "stream length {} does not match its {} entries",
-                s.length,
-                s.entries.len()
-            ),
+            format!("stream length {} does not match its {} entries", s.length, s.entries.len()),
         ));
     }
     if s.entries.windows(2).any(|w| w[0].id >= w[1].id) {
-        return Err(RdbError::corrupt(
-            meta_at,
-            "stream entries are not in ascending id order",
-        ));
+        return Err(RdbError::corrupt(meta_at, "stream entries are not in ascending id order"));
     }
     let groups = src.read_len()?;
     let mut group_names: HashSet<Vec<u8>> = HashSet::new();
@@ -353,14 +314,8 @@ pub(crate) fn read_stream<R: BufRead>(src: &mut Source<R>, t: u8) -> Result<Stre
             let id = StreamId::from_be_bytes(&src.read_array::<16>()?);
             let delivery_time = src.read_i64_le()?;
             let delivery_count = src.read_len()?;
-            if pel
-                .insert(id, (delivery_time, delivery_count, None))
-                .is_some()
-            {
-                return Err(RdbError::corrupt(
-                    at,
-                    "duplicated global PEL entry in stream consumer group",
-                ));
+            if pel.insert(id, (delivery_time, delivery_count, None)).is_some() {
+                return Err(RdbError::corrupt(at, "duplicated global PEL entry in stream consumer group"));
             }
         }
         let n_consumers = src.read_len()?;
@@ -373,11 +328,7 @@ pub(crate) fn read_stream<R: BufRead>(src: &mut Source<R>, t: u8) -> Result<Stre
                 return Err(RdbError::corrupt(cat, "duplicate stream consumer"));
             }
             let seen_time_ms = src.read_i64_le()?;
-            let active_time_ms = if t >= rdb_type::STREAM_LISTPACKS_3 {
-                src.read_i64_le()?
-            } else {
-                seen_time_ms
-            };
+            let active_time_ms = if t >= rdb_type::STREAM_LISTPACKS_3 { src.read_i64_le()? } else { seen_time_ms };
             let own = src.read_len()?;
             let idx = consumers.len();
             let mut pending = Vec::new();
@@ -393,16 +344,10 @@ pub(crate) fn read_stream<R: BufRead>(src: &mut Source<R>, t: u8) -> Result<Stre
                     }
                     Some((_, _, owner)) => {
                         if *owner == Some(idx) {
-                            return Err(RdbError::corrupt(
-                                at,
-                                format!("duplicated consumer PEL entry {id}"),
-                            ));
+                            return Err(RdbError::corrupt(at, format!("duplicated consumer PEL entry {id}")));
                         }
                         if owner.is_some() {
-                            return Err(RdbError::corrupt(
-                                at,
-                                format!("PEL entry {id} claimed by two consumers"),
-                            ));
+                            return Err(RdbError::corrupt(at, format!("PEL entry {id} claimed by two consumers")));
                         }
                         *owner = Some(idx);
                     }
@@ -411,20 +356,12 @@ pub(crate) fn read_stream<R: BufRead>(src: &mut Source<R>, t: u8) -> Result<Stre
             }
             pending.sort_unstable();
             consumer_names.insert(cname.clone(), idx);
-            consumers.push(Consumer {
-                name: cname,
-                seen_time_ms,
-                active_time_ms,
-                pending,
-            });
+            consumers.push(Consumer { name: cname, seen_time_ms, active_time_ms, pending });
         }
         let mut pending = Vec::with_capacity(pel.len());
         for (id, (delivery_time_ms, delivery_count, owner)) in pel {
             let Some(owner) = owner else {
-                return Err(RdbError::corrupt(
-                    name_at,
-                    format!("stream group PEL entry {id} has no consumer"),
-                ));
+                return Err(RdbError::corrupt(name_at, format!("stream group PEL entry {id} has no consumer")));
             };
             pending.push(PendingEntry {
                 id,
@@ -433,13 +370,7 @@ pub(crate) fn read_stream<R: BufRead>(src: &mut Source<R>, t: u8) -> Result<Stre
                 delivery_count,
             });
         }
-        s.groups.push(ConsumerGroup {
-            name,
-            last_delivered_id,
-            entries_read,
-            pending,
-            consumers,
-        });
+        s.groups.push(ConsumerGroup { name, last_delivered_id, entries_read, pending, consumers });
     }
     Ok(s)
 }

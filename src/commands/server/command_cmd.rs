@@ -8,7 +8,6 @@ use crate::glob::glob_match;
 use crate::reply::Reply;
 
 use super::keyspecs::{self, KEY_FLAG_NAMES};
-use super::reply_help;
 
 /// COMMAND: every command's COMMAND INFO entry.
 pub(super) fn command_all(ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
@@ -206,8 +205,7 @@ fn getkeys(ctx: &mut Ctx, args: &[&[u8]], with_flags: bool) -> CmdResult {
 
 /// COMMAND HELP
 pub(super) fn command_help(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
-    reply_help(
-        ctx.out,
+    ctx.out.help(
         args[0],
         &[
             "(no subcommand)",

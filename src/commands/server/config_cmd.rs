@@ -3,11 +3,11 @@
 //! commands and applies what a new value changes in the running server.
 
 use crate::command::{errors, CmdResult, Ctx};
-use crate::config::{LogLevel, SetContext};
+use crate::config::SetContext;
 use crate::server::{is_loopback, ServerState, Stats};
 use crate::{log, log_notice, log_warning};
 
-use super::{config_value, reply_help, stats};
+use super::{config_value, stats};
 
 /// CONFIG GET pattern [pattern ...]
 pub(super) fn config_get(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
@@ -45,13 +45,7 @@ pub const COPIED_DIRECTIVES: &[&str] =
 /// maxclients, requirepass, ...) need nothing.
 pub fn apply(st: &mut ServerState, name: &str) {
     match name {
-        "loglevel" => log::set_level(match st.config.loglevel {
-            LogLevel::Debug => log::Level::Debug,
-            LogLevel::Verbose => log::Level::Verbose,
-            LogLevel::Notice => log::Level::Notice,
-            LogLevel::Warning => log::Level::Warning,
-            LogLevel::Nothing => log::Level::Nothing,
-        }),
+        "loglevel" => log::set_level(st.config.loglevel.into()),
         "slowlog-log-slower-than" => {
             st.slowlog.slower_than = config_value(st, name).parse().unwrap_or(st.slowlog.slower_than);
         }
@@ -94,8 +88,7 @@ pub(super) fn config_rewrite(ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
 
 /// CONFIG HELP
 pub(super) fn config_help(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
-    reply_help(
-        ctx.out,
+    ctx.out.help(
         args[0],
         &[
             "GET <pattern>",

@@ -8,7 +8,7 @@ use crate::server::unix_ms;
 use crate::value::Value;
 
 use super::info::LRU_CLOCK_MAX;
-use super::{config_value, parse_i64, reply_help, subcommand_syntax_error};
+use super::{config_value, parse_i64, subcommand_syntax_error};
 
 /// DEBUG subcommand [arg ...]
 pub(super) fn debug(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
@@ -42,8 +42,7 @@ pub(super) fn debug(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
 }
 
 fn help(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
-    reply_help(
-        ctx.out,
+    ctx.out.help(
         args[0],
         &[
             "ERROR <string>",

@@ -526,7 +526,9 @@ mod tests {
         let text = render(&st, &[b"commandstats", b"errorstats", b"latencystats"]);
         assert!(text.starts_with("# Commandstats\r\n"), "{text}");
         assert!(text.contains("cmdstat_get:calls=2,usec=30,usec_per_call=15.00,rejected_calls=0,failed_calls=1\r\n"));
-        assert!(text.contains("cmdstat_config|get:calls=1,usec=7,usec_per_call=7.00,rejected_calls=1,failed_calls=0\r\n"));
+        assert!(
+            text.contains("cmdstat_config|get:calls=1,usec=7,usec_per_call=7.00,rejected_calls=1,failed_calls=0\r\n")
+        );
         assert!(text.contains("\r\n\r\n# Errorstats\r\nerrorstat_ERR:count=1\r\nerrorstat_WRONGTYPE:count=1\r\n"));
         // 10 µs and 20 µs, in nanosecond buckets of 64 and 128 ns.
         assert!(text.contains("latency_percentiles_usec_get:p50=10.047,p99=20.095,p99.9=20.095\r\n"), "{text}");

@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 use crate::command::{table, CmdResult, Ctx};
 use crate::server::unix_ms;
 
+use super::config_value;
 use super::stats::{self, Histogram, LatencySeries};
-use super::{config_value, reply_help};
 
 /// LATENCY LATEST: per event, its last sample and its all-time high.
 pub(super) fn latency_latest(ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
@@ -322,9 +322,7 @@ pub(super) fn latency_histogram(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
 
 /// LATENCY HELP
 pub(super) fn latency_help(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
-    reply_help(
-        ctx.out,
-        args[0],
+    ctx.out.help(args[0],
         &[
             "DOCTOR",
             "    Return a human readable latency analysis report.",

@@ -12,8 +12,6 @@ use crate::command::{errors, CmdResult, Ctx};
 use crate::db::Db;
 use crate::server::ServerState;
 
-use super::reply_help;
-
 thread_local! {
     /// The highest used memory seen so far (INFO used_memory_peak).
     static PEAK: Cell<usize> = const { Cell::new(0) };
@@ -359,8 +357,7 @@ pub(super) fn memory_purge(ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
 }
 
 pub(super) fn memory_help(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
-    reply_help(
-        ctx.out,
+    ctx.out.help(
         args[0],
         &[
             "DOCTOR",

@@ -2,7 +2,7 @@
 
 use crate::command::{CmdResult, Ctx};
 
-use super::{parse_i64, reply_help};
+use super::parse_i64;
 
 /// Entries SLOWLOG GET returns without a count.
 const DEFAULT_COUNT: usize = 10;
@@ -53,8 +53,7 @@ pub(super) fn slowlog_reset(ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
 
 /// SLOWLOG HELP
 pub(super) fn slowlog_help(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
-    reply_help(
-        ctx.out,
+    ctx.out.help(
         args[0],
         &[
             "GET [<count>]",
