@@ -9,6 +9,9 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+
+/// Command names are looked up on every request: a fast hasher pays off.
+type NameMap<V> = HashMap<Vec<u8>, V, foldhash::fast::RandomState>;
 use std::sync::OnceLock;
 
 use ferrokey_formats::resp::{parse_value, Value};
@@ -203,7 +206,7 @@ pub struct CommandSpec {
     /// The COMMAND DOCS entry (the map of doc fields).
     pub docs: Value,
     pub handler: Option<Handler>,
-    pub subcommands: HashMap<Vec<u8>, CommandSpec>,
+    pub subcommands: NameMap<CommandSpec>,
 }
 
 impl CommandSpec {
@@ -221,7 +224,7 @@ impl CommandSpec {
 }
 
 pub struct CommandTable {
-    pub commands: HashMap<Vec<u8>, CommandSpec>,
+    pub commands: NameMap<CommandSpec>,
     /// Names in Valkey's COMMAND order.
     pub order: Vec<Vec<u8>>,
 }
@@ -248,7 +251,7 @@ fn build_table(handlers: Vec<(&'static str, Handler)>) -> CommandTable {
         _ => panic!("COMMAND DOCS is not a map"),
     };
     let Value::Array(entries) = info else { panic!("COMMAND INFO is not an array") };
-    let mut commands = HashMap::new();
+    let mut commands = NameMap::default();
     let mut order = Vec::new();
     for entry in entries {
         let docs = docs_by_name.get(name_of(&entry)).cloned().unwrap_or(Value::Map(vec![]));
@@ -299,7 +302,7 @@ fn spec_from_info(entry: Value, docs: Value, handlers: &HashMap<&str, Handler>) 
     if name == "debug" {
         flags_bits |= flags::PROTECTED;
     }
-    let mut subcommands = HashMap::new();
+    let mut subcommands = NameMap::default();
     let mut kept_subs = Vec::new();
     if let Some(Value::Array(subs)) = fields.get_mut(9) {
         let sub_docs = doc_subcommands(&docs);
@@ -356,7 +359,7 @@ fn doc_subcommands(docs: &Value) -> HashMap<Vec<u8>, Value> {
 
 /// Keeps in a container's docs only the subcommands we serve, so COMMAND
 /// DOCS never advertises what would answer "unknown subcommand".
-fn prune_doc_subcommands(docs: Value, served: &HashMap<Vec<u8>, CommandSpec>, parent: &str) -> Value {
+fn prune_doc_subcommands(docs: Value, served: &NameMap<CommandSpec>, parent: &str) -> Value {
     let Value::Map(pairs) = docs else { return docs };
     let pairs = pairs
         .into_iter()

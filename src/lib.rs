@@ -1,6 +1,11 @@
 //! ferrokey: a Valkey-compatible in-memory data store whose promise is
 //! durability. See docs/ARCHITECTURE.md for how the pieces fit.
 
+/// jemalloc, as Valkey uses: it keeps fragmentation low for many small
+/// keys and values, and its statistics feed INFO memory.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 pub mod client;
 pub mod command;
 pub mod commands;

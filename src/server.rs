@@ -303,6 +303,7 @@ async fn cron(state: Rc<RefCell<ServerState>>, mut hz: u32) {
             active_expire_cycle(&mut st, hz);
         }
         close_idle_clients(&mut st);
+        crate::commands::server::sample_rates(&st);
     }
 }
 

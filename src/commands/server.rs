@@ -19,7 +19,7 @@ use crate::server::{unix_us, ServerState, ShutdownMode};
 
 pub use config_cmd::{apply as apply_config_change, COPIED_DIRECTIVES};
 pub use memory::record_startup_memory;
-pub use stats::{record_call, record_error_reply, record_rejected};
+pub use stats::{record_call, record_error_reply, record_rejected, sample_rates};
 
 pub const COMMANDS: &[(&str, Handler)] = &[
     ("info", info::info),

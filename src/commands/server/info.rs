@@ -417,7 +417,7 @@ fn commandstats_section(_st: &ServerState, s: &mut String) {
     s.push_str("# Commandstats\r\n");
     stats::with(|c| {
         for name in command_names() {
-            let Some(calls) = c.commands.get(&name) else { continue };
+            let Some(calls) = c.commands.get(name.as_str()) else { continue };
             let per_call = if calls.calls == 0 { 0.0 } else { calls.micros as f32 / calls.calls as f32 };
             let _ = write!(
                 s,
@@ -450,7 +450,9 @@ fn latencystats_section(st: &ServerState, s: &mut String) {
             return;
         }
         for name in command_names() {
-            let Some(histogram) = c.commands.get(&name).and_then(|calls| calls.histogram.as_ref()) else { continue };
+            let Some(histogram) = c.commands.get(name.as_str()).and_then(|calls| calls.histogram.as_ref()) else {
+                continue;
+            };
             let _ = write!(s, "latency_percentiles_usec_{}:", info_safe(&name));
             for (i, &p) in c.settings.percentiles.iter().enumerate() {
                 if i > 0 {

@@ -300,7 +300,7 @@ pub(super) fn latency_histogram(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     stats::with(|c| {
         let with_data: Vec<(&String, &Histogram)> = names
             .iter()
-            .filter_map(|n| c.commands.get(n).and_then(|calls| calls.histogram.as_ref()).map(|h| (n, h)))
+            .filter_map(|n| c.commands.get(n.as_str()).and_then(|calls| calls.histogram.as_ref()).map(|h| (n, h)))
             .collect();
         out.map(with_data.len());
         for (name, histogram) in with_data {

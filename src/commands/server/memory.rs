@@ -1,7 +1,7 @@
 //! Memory accounting (INFO memory) and the MEMORY command.
 //!
-//! ferrokey runs on the C library's malloc, so "used memory" is what the
-//! allocator reports as handed out (glibc's `mallinfo2`), resident memory is
+//! ferrokey runs on jemalloc, as Valkey does, so "used memory" is what the
+//! allocator reports as handed out (`stats.allocated`), resident memory is
 //! the process RSS from /proc, and the per-key and per-table figures are
 //! estimates from the sizes of the structures that hold them.
 
@@ -34,18 +34,12 @@ pub(super) struct AllocatorStats {
     pub active: usize,
 }
 
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn allocator_stats() -> AllocatorStats {
-    // SAFETY: mallinfo2 has no preconditions; it only reads malloc's state.
-    let info = unsafe { libc::mallinfo2() };
-    AllocatorStats { allocated: info.uordblks + info.hblkhd, active: info.arena + info.hblkhd }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn allocator_stats() -> AllocatorStats {
-    // Without an allocator report, resident memory is the best measure.
-    let rss = process_rss();
-    AllocatorStats { allocated: rss, active: rss }
+    // jemalloc caches its statistics; advancing the epoch refreshes them.
+    let _ = tikv_jemalloc_ctl::epoch::advance();
+    let allocated = tikv_jemalloc_ctl::stats::allocated::read().unwrap_or(0);
+    let active = tikv_jemalloc_ctl::stats::active::read().unwrap_or(allocated);
+    AllocatorStats { allocated, active }
 }
 
 /// The process's resident set size, from /proc/self/statm.

@@ -28,10 +28,10 @@ pub(super) fn with<R>(f: impl FnOnce(&mut Collector) -> R) -> R {
 /// long it ran, and whether it replied with an error. `fast` is the
 /// command's `fast` flag (the latency monitor files such commands under
 /// "fast-command").
-pub fn record_call(st: &ServerState, name: &str, fast: bool, micros: u64, failed: bool) {
+pub fn record_call(st: &ServerState, name: &'static str, fast: bool, micros: u64, failed: bool) {
     with(|c| {
         c.settings.load_once(st);
-        let calls = c.commands.entry(name.to_string()).or_default();
+        let calls = c.commands.entry(name).or_default();
         calls.calls += 1;
         calls.micros += micros;
         if failed {
@@ -45,13 +45,18 @@ pub fn record_call(st: &ServerState, name: &str, fast: bool, micros: u64, failed
             let event = if fast { "fast-command" } else { "command" };
             c.latency.add_sample(event, (micros / 1000) as i64, unix_ms() / 1000);
         }
-        c.rates.sample(st);
     })
 }
 
+/// Updates the instantaneous rates; the server cron calls it, so the hot
+/// path of every command does not read the clock for it.
+pub fn sample_rates(st: &ServerState) {
+    with(|c| c.rates.sample(st))
+}
+
 /// Records a command refused before it ran (wrong arity, no auth, ...).
-pub fn record_rejected(name: &str) {
-    with(|c| c.commands.entry(name.to_string()).or_default().rejected += 1)
+pub fn record_rejected(name: &'static str) {
+    with(|c| c.commands.entry(name).or_default().rejected += 1)
 }
 
 /// Records an error reply under its code, the first word of the message
@@ -69,7 +74,8 @@ pub fn record_error_reply(message: &str) {
 
 #[derive(Default)]
 pub(super) struct Collector {
-    pub commands: HashMap<String, CommandCalls>,
+    /// Keyed by the command table's own names, so counting allocates nothing.
+    pub commands: HashMap<&'static str, CommandCalls, foldhash::fast::RandomState>,
     /// Error counts by code, in byte order (as Valkey's radix tree lists them).
     pub errors: BTreeMap<String, u64>,
     pub latency: LatencyMonitor,
