@@ -155,12 +155,13 @@ fn info_memory_reports_measured_values() {
     assert!(f["used_memory_human"].ends_with(['B', 'K', 'M', 'G']));
     assert_eq!(f["maxmemory"], "0");
     assert_eq!(f["maxmemory_policy"], "noeviction");
-    assert_eq!(f["mem_allocator"], "libc");
+    assert_eq!(f["mem_allocator"], "jemalloc-5.3.0");
     // A megabyte of values shows up in used memory.
     let big = "x".repeat(1 << 20);
     ok(&mut con, &["SET", "big", &big]);
     let grown: u64 = info(&mut con, &["memory"])["used_memory"].parse().unwrap();
-    assert!(grown >= used + (1 << 20) - 4096, "{used} -> {grown}");
+    // jemalloc's counters move with its thread cache, so allow some slack.
+    assert!(grown >= used + 900 * 1024, "{used} -> {grown}");
 }
 
 #[test]

@@ -331,7 +331,7 @@ pub(super) fn memory_doctor(ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
 }
 
 /// The allocator INFO reports as mem_allocator.
-pub(super) const ALLOCATOR: &str = "libc";
+pub(super) const ALLOCATOR: &str = "jemalloc-5.3.0";
 
 /// MEMORY MALLOC-STATS: the C library's malloc has no report to give.
 pub(super) fn memory_malloc_stats(ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
