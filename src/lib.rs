@@ -18,4 +18,5 @@ pub mod longdouble;
 pub mod reply;
 pub mod server;
 pub mod slowlog;
+pub mod types;
 pub mod value;

@@ -9,10 +9,12 @@
 
 use std::borrow::Cow;
 
+use crate::types::{hash::Hash, list::List, set::Set, zset::ZSet};
+
 /// Strings up to this length are stored as `embstr`, as Valkey does.
 pub const EMBSTR_MAX: usize = 44;
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub enum Value {
     /// A string that is a canonical i64 ("0", "-12", never "012" or "+1").
     Int(i64),
@@ -20,6 +22,11 @@ pub enum Value {
     EmbStr(Box<[u8]>),
     /// Any other string, or one that was modified in place (APPEND, SETRANGE).
     RawStr(Vec<u8>),
+    // Collections are boxed so that a key's value stays two words wide.
+    List(Box<List>),
+    Hash(Box<Hash>),
+    Set(Box<Set>),
+    ZSet(Box<ZSet>),
 }
 
 impl Value {
@@ -47,6 +54,10 @@ impl Value {
     pub fn type_name(&self) -> &'static str {
         match self {
             Value::Int(_) | Value::EmbStr(_) | Value::RawStr(_) => "string",
+            Value::List(_) => "list",
+            Value::Hash(_) => "hash",
+            Value::Set(_) => "set",
+            Value::ZSet(_) => "zset",
         }
     }
 
@@ -56,6 +67,10 @@ impl Value {
             Value::Int(_) => "int",
             Value::EmbStr(_) => "embstr",
             Value::RawStr(_) => "raw",
+            Value::List(l) => l.encoding_name(),
+            Value::Hash(h) => h.encoding_name(),
+            Value::Set(s) => s.encoding_name(),
+            Value::ZSet(z) => z.encoding_name(),
         }
     }
 
@@ -69,6 +84,7 @@ impl Value {
             Value::Int(n) => Some(Cow::Owned(itoa::Buffer::new().format(*n).as_bytes().to_vec())),
             Value::EmbStr(b) => Some(Cow::Borrowed(b)),
             Value::RawStr(v) => Some(Cow::Borrowed(v)),
+            _ => None,
         }
     }
 
@@ -78,6 +94,7 @@ impl Value {
             Value::Int(n) => Some(itoa::Buffer::new().format(*n).len()),
             Value::EmbStr(b) => Some(b.len()),
             Value::RawStr(v) => Some(v.len()),
+            _ => None,
         }
     }
 
@@ -94,6 +111,7 @@ impl Value {
                     _ => None,
                 }
             }
+            _ => None,
         }
     }
 
@@ -104,6 +122,10 @@ impl Value {
             Value::Int(_) => 0,
             Value::EmbStr(b) => b.len(),
             Value::RawStr(v) => v.capacity(),
+            Value::List(l) => l.heap_size(),
+            Value::Hash(h) => h.heap_size(),
+            Value::Set(s) => s.heap_size(),
+            Value::ZSet(z) => z.heap_size(),
         }
     }
 }

@@ -169,6 +169,9 @@ fn serialized_length(entry: &Entry) -> usize {
         }),
         Value::EmbStr(b) => rdb_string_length(b),
         Value::RawStr(v) => rdb_string_length(v),
+        // Collections: their in-memory compact size approximates the RDB
+        // payload until the RDB writer can measure the real one.
+        other => other.heap_size(),
     }
 }
 

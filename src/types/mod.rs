@@ -1,0 +1,8 @@
+//! The collection types a key can hold, each with Valkey's compact
+//! encoding for small values and its big one past the configured
+//! thresholds (OBJECT ENCODING reports which).
+
+pub mod hash;
+pub mod list;
+pub mod set;
+pub mod zset;
