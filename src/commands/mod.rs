@@ -5,8 +5,12 @@
 use crate::command::Handler;
 
 pub mod connection;
+pub mod hashes;
 pub mod keyspace;
+pub mod lists;
 pub mod server;
+pub mod sets;
+pub mod sorted_sets;
 pub mod strings;
 
 /// Every handler ferrokey serves.
@@ -16,5 +20,9 @@ pub fn all_handlers() -> Vec<(&'static str, Handler)> {
     all.extend_from_slice(keyspace::COMMANDS);
     all.extend_from_slice(server::COMMANDS);
     all.extend_from_slice(strings::COMMANDS);
+    all.extend_from_slice(lists::COMMANDS);
+    all.extend_from_slice(hashes::COMMANDS);
+    all.extend_from_slice(sets::COMMANDS);
+    all.extend_from_slice(sorted_sets::COMMANDS);
     all
 }
