@@ -49,6 +49,13 @@ pub struct ClientInfo {
     /// once pending replies are written.
     pub close_requested: Cell<bool>,
     pub kill: Notify,
+    /// Parked by a blocking command (CLIENT LIST flag `b`).
+    pub blocked: Cell<bool>,
+    /// The reply of a blocking command served while parked, waiting for
+    /// the connection to write it.
+    pub unblocked_output: RefCell<Vec<u8>>,
+    /// Wakes a parked connection once its reply is ready.
+    pub wake: Notify,
     /// Bytes read from and written to this connection (CLIENT LIST
     /// tot-net-in / tot-net-out); the connection loop adds to them.
     pub net_input_bytes: Cell<u64>,
@@ -85,6 +92,9 @@ impl ClientInfo {
             reply_mode: Cell::new(ReplyMode::On),
             close_requested: Cell::new(false),
             kill: Notify::new(),
+            blocked: Cell::new(false),
+            unblocked_output: RefCell::new(Vec::new()),
+            wake: Notify::new(),
             net_input_bytes: Cell::new(0),
             net_output_bytes: Cell::new(0),
             subscribed_channels: Cell::new(0),
@@ -111,11 +121,17 @@ pub struct Client {
     /// Selected database, mirrored into `info.db` for CLIENT LIST.
     pub db: usize,
     pub resp3: bool,
+    /// Set by a blocking command that found nothing to serve; the
+    /// dispatcher parks the client (see blocking.rs).
+    pub block_request: Option<crate::blocking::BlockRequest>,
+    /// Inside MULTI or a script, blocking commands act as their
+    /// non-blocking forms.
+    pub no_blocking: bool,
 }
 
 impl Client {
     pub fn new(info: Rc<ClientInfo>) -> Client {
-        Client { info, db: 0, resp3: false }
+        Client { info, db: 0, resp3: false, block_request: None, no_blocking: false }
     }
 
     pub fn select(&mut self, db: usize) {

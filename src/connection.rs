@@ -81,7 +81,10 @@ pub fn accept(stream: TcpStream, peer: SocketAddr, state: &Rc<RefCell<ServerStat
     let state = state.clone();
     tokio::task::spawn_local(async move {
         serve(stream, &state, info.clone()).await;
-        state.borrow_mut().clients.by_id.remove(&info.id);
+        let mut st = state.borrow_mut();
+        st.clients.by_id.remove(&info.id);
+        // A client that leaves while parked leaves no trace in the queues.
+        st.blocking.remove_client(info.id);
     });
 }
 
@@ -152,6 +155,75 @@ fn read_available(stream: &TcpStream, input: &mut Vec<u8>) -> std::io::Result<us
     }
 }
 
+enum ReadOutcome {
+    Data,
+    Nothing,
+    Closed,
+}
+
+/// Reads what the socket holds into `input` (taking a pooled buffer when
+/// it has none) and counts it.
+fn read_into(stream: &TcpStream, input: &mut Vec<u8>, state: &Rc<RefCell<ServerState>>, info: &ClientInfo) -> ReadOutcome {
+    if input.capacity() == 0 {
+        *input = take_buffer();
+    }
+    if input.capacity() - input.len() < READ_CHUNK / 4 {
+        input.reserve(READ_CHUNK);
+    }
+    match read_available(stream, input) {
+        Ok(0) => ReadOutcome::Closed,
+        Ok(n) => {
+            let mut st = state.borrow_mut();
+            st.stats.total_net_input_bytes += n as u64;
+            info.net_input_bytes.set(info.net_input_bytes.get() + n as u64);
+            st.stats.total_reads_processed += 1;
+            ReadOutcome::Data
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => ReadOutcome::Nothing,
+        Err(_) => ReadOutcome::Closed,
+    }
+}
+
+/// Waits while the client is parked by a blocking command: until it is
+/// served, its deadline passes (then it answers the timeout reply), or it
+/// goes away. Bytes that arrive meanwhile are kept for later, as Valkey
+/// keeps reading a blocked client's query buffer; a closed socket ends the
+/// wait. Returns false when the connection must close.
+async fn wait_while_parked(
+    stream: &TcpStream,
+    state: &Rc<RefCell<ServerState>>,
+    info: &Rc<ClientInfo>,
+    input: &mut Vec<u8>,
+) -> bool {
+    while info.blocked.get() {
+        let deadline = state.borrow().blocking.deadline_of(info.id);
+        let timer = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            // Served (or unblocked): the flag check above ends the loop; a
+            // permit left by an earlier wake just goes round again.
+            _ = info.wake.notified() => {}
+            _ = timer => {
+                crate::blocking::unblock(&mut state.borrow_mut(), info.id, None);
+            }
+            _ = info.kill.notified() => return false,
+            r = stream.readable() => {
+                if r.is_err() {
+                    return false;
+                }
+                if let ReadOutcome::Closed = read_into(stream, input, state, info) {
+                    return false;
+                }
+            }
+        }
+    }
+    true
+}
+
 /// Reads, runs and answers until the peer closes or the client is killed.
 async fn serve(mut stream: TcpStream, state: &Rc<RefCell<ServerState>>, info: Rc<ClientInfo>) {
     let mut client = Client::new(info.clone());
@@ -159,34 +231,28 @@ async fn serve(mut stream: TcpStream, state: &Rc<RefCell<ServerState>>, info: Rc
     let mut input: Vec<u8> = Vec::new();
     let mut out = Reply::new(false);
     out.buf = Vec::new();
+    // After a parked command is served, requests already buffered run
+    // before anything new is read.
+    let mut must_read = true;
     loop {
-        // Wait for bytes without holding a buffer.
-        tokio::select! {
-            r = stream.readable() => if r.is_err() { break },
-            _ = info.kill.notified() => break,
-        }
-        if input.capacity() == 0 {
-            input = take_buffer();
-        }
-        if input.capacity() - input.len() < READ_CHUNK / 4 {
-            input.reserve(READ_CHUNK);
-        }
-        match read_available(&stream, &mut input) {
-            Ok(0) => break,
-            Ok(n) => {
-                let mut st = state.borrow_mut();
-                st.stats.total_net_input_bytes += n as u64;
-                info.net_input_bytes.set(info.net_input_bytes.get() + n as u64);
-                st.stats.total_reads_processed += 1;
+        if must_read {
+            // Wait for bytes without holding a buffer.
+            tokio::select! {
+                r = stream.readable() => if r.is_err() { break },
+                _ = info.kill.notified() => break,
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if input.is_empty() {
-                    return_buffer(std::mem::take(&mut input));
+            match read_into(&stream, &mut input, state, &info) {
+                ReadOutcome::Data => {}
+                ReadOutcome::Nothing => {
+                    if input.is_empty() {
+                        return_buffer(std::mem::take(&mut input));
+                    }
+                    continue;
                 }
-                continue;
+                ReadOutcome::Closed => break,
             }
-            Err(_) => break,
         }
+        must_read = true;
         if out.buf.capacity() == 0 {
             out.buf = take_buffer();
         }
@@ -219,6 +285,22 @@ async fn serve(mut stream: TcpStream, state: &Rc<RefCell<ServerState>>, info: Rc
         if info.close_requested.get() {
             break;
         }
+        if info.blocked.get() {
+            if !wait_while_parked(&stream, state, &info, &mut input).await {
+                break;
+            }
+            let served = std::mem::take(&mut *info.unblocked_output.borrow_mut());
+            if !served.is_empty() {
+                if stream.write_all(&served).await.is_err() {
+                    break;
+                }
+                let mut st = state.borrow_mut();
+                st.stats.total_net_output_bytes += served.len() as u64;
+                info.net_output_bytes.set(info.net_output_bytes.get() + served.len() as u64);
+            }
+            must_read = false;
+            continue;
+        }
         if input.is_empty() {
             return_buffer(std::mem::take(&mut input));
             return_buffer(std::mem::take(&mut out.buf));
@@ -240,7 +322,8 @@ pub fn process_input(
 ) -> usize {
     let mut pos = 0;
     let mut args: Vec<&[u8]> = Vec::with_capacity(8);
-    while pos < input.len() && !client.info.close_requested.get() {
+    // A parked client reads no further commands until it is served.
+    while pos < input.len() && !client.info.close_requested.get() && !client.info.blocked.get() {
         let limits = RequestLimits {
             max_bulk_len: st.config.proto_max_bulk_len,
             unauthenticated: !client.info.authenticated.get(),
@@ -311,6 +394,9 @@ pub fn execute(st: &mut ServerState, client: &mut Client, out: &mut Reply, args:
         info.commands_processed.set(info.commands_processed.get() + 1);
     }
     st.collect_expired();
+    if st.blocking.has_ready() {
+        crate::blocking::serve_ready(st);
+    }
     match info.reply_mode.get() {
         ReplyMode::Off => out.buf.truncate(mark),
         ReplyMode::Skipping => {
@@ -364,6 +450,17 @@ fn run_checked(
     let result = handler(&mut ctx, args);
     let micros = started.elapsed().as_micros() as u64;
     ctx.srv.slowlog.record(args, micros, now_ms, &ctx.client.info);
+    if result.is_ok() {
+        crate::blocking::park_if_requested(ctx.srv, ctx.client, args);
+    } else {
+        ctx.client.block_request = None;
+    }
+    // Keys this write touched may let parked clients proceed.
+    if spec.has(command::flags::WRITE) && ctx.srv.blocking.has_waiters() {
+        for key in crate::commands::server::keyspecs::find_keys(spec, args) {
+            ctx.srv.blocking.signal(args[key.pos]);
+        }
+    }
     let failed = result.is_err() || ctx.out.errors > errors_before;
     stats::record_call(ctx.srv, spec.name.as_str(), spec.has(command::flags::FAST), micros, failed);
     result.map_err(Rejection::Failed)

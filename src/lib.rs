@@ -6,6 +6,7 @@
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+pub mod blocking;
 pub mod client;
 pub mod command;
 pub mod commands;

@@ -78,6 +78,7 @@ pub struct ServerState {
     /// Whether a protected-mode server must refuse non-loopback clients.
     pub last_save_unix: i64,
     pub slowlog: crate::slowlog::SlowLog,
+    pub blocking: crate::blocking::Blocking,
 }
 
 impl ServerState {
@@ -102,6 +103,7 @@ impl ServerState {
             executable: std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default(),
             last_save_unix: now / 1000,
             slowlog: Default::default(),
+            blocking: Default::default(),
         }
     }
 

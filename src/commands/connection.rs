@@ -367,8 +367,8 @@ fn client_capa(ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
     Ok(())
 }
 
-/// CLIENT UNBLOCK id [TIMEOUT|ERROR]. No command blocks yet, so no client
-/// can be unblocked: the answer is always 0 once the arguments are valid.
+/// CLIENT UNBLOCK id [TIMEOUT|ERROR]: ends another client's blocking
+/// command as if it had timed out, or with an UNBLOCKED error.
 fn client_unblock(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     if args.len() > 4 {
         return Err(format!(
@@ -378,13 +378,18 @@ fn client_unblock(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
         )
         .into());
     }
+    let mut with_error = false;
     if let Some(reason) = args.get(3) {
-        if !is_word(reason, "timeout") && !is_word(reason, "error") {
+        if is_word(reason, "error") {
+            with_error = true;
+        } else if !is_word(reason, "timeout") {
             return Err("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR".into());
         }
     }
-    parse_i64(args[2]).ok_or(errors::NOT_INTEGER)?;
-    ctx.out.int(0);
+    let id = parse_i64(args[2]).ok_or(errors::NOT_INTEGER)?;
+    let error = with_error.then_some("UNBLOCKED client unblocked via CLIENT UNBLOCK");
+    let done = u64::try_from(id).is_ok_and(|id| crate::blocking::unblock(ctx.srv, id, error));
+    ctx.out.int(done as i64);
     Ok(())
 }
 
@@ -525,6 +530,9 @@ fn flags(info: &ClientInfo) -> String {
     let mut f = String::new();
     if info.is_pubsub() {
         f.push('P');
+    }
+    if info.blocked.get() {
+        f.push('b');
     }
     if info.no_evict.get() {
         f.push('e');

@@ -372,6 +372,8 @@ fn swapdb(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let first = db_index(ctx, first)?;
     let second = db_index(ctx, second)?;
     ctx.srv.dbs.swap(first, second);
+    // Every key of both databases may now hold what a parked client wants.
+    ctx.srv.blocking.signal_all();
     ctx.dirty(1);
     ctx.out.ok();
     Ok(())

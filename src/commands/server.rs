@@ -8,7 +8,7 @@ mod command_cmd;
 mod config_cmd;
 mod debug;
 mod info;
-mod keyspecs;
+pub mod keyspecs;
 mod latency;
 mod memory;
 mod slowlog;

@@ -188,16 +188,19 @@ fn clients_section(st: &ServerState, s: &mut String) {
          maxclients:{}\r\n\
          client_recent_max_input_buffer:{max_in}\r\n\
          client_recent_max_output_buffer:{max_out}\r\n\
-         blocked_clients:0\r\n\
+         blocked_clients:{}\r\n\
          tracking_clients:0\r\n\
          pubsub_clients:0\r\n\
          watching_clients:0\r\n\
-         clients_in_timeout_table:0\r\n\
+         clients_in_timeout_table:{}\r\n\
          total_watched_keys:0\r\n\
-         total_blocking_keys:0\r\n\
+         total_blocking_keys:{}\r\n\
          total_blocking_keys_on_nokey:0\r\n",
         st.clients.len(),
         st.config.maxclients,
+        st.blocking.parked_count(),
+        st.blocking.timed_count(),
+        st.blocking.key_count(),
     );
 }
 

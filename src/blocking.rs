@@ -1,0 +1,260 @@
+//! Blocking commands: clients parked on keys until a write makes them ready.
+//!
+//! A blocking command that finds nothing to serve calls [`Ctx::block`]. The
+//! dispatcher then parks the client here with a copy of its command, and the
+//! client's connection stops reading new commands and waits. After every
+//! write command, the keys it wrote that have waiters are marked ready, and
+//! [`serve_ready`] runs each waiter's command again, first come first
+//! served, as Valkey does. A command that now succeeds has its reply handed
+//! to its connection, which wakes; one that still finds nothing stays parked
+//! in its place. The connection answers the timeout reply itself when the
+//! deadline passes, and a client that disconnects is removed by
+//! [`Blocking::remove_client`].
+
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::client::{Client, ClientInfo};
+use crate::command::{CmdError, Ctx};
+use crate::reply::Reply;
+use crate::server::ServerState;
+
+/// What a blocking command answers when its timeout passes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeoutReply {
+    /// `*-1` in RESP2 (BLPOP, BZPOPMIN, BLMPOP, ...).
+    NullArray,
+    /// `$-1` in RESP2 (BLMOVE, BRPOPLPUSH).
+    NullBulk,
+}
+
+impl TimeoutReply {
+    pub fn write(self, out: &mut Reply) {
+        match self {
+            TimeoutReply::NullArray => out.null_array(),
+            TimeoutReply::NullBulk => out.null(),
+        }
+    }
+}
+
+/// What a handler asked for when it called [`Ctx::block`].
+#[derive(Debug, Clone)]
+pub struct BlockRequest {
+    pub keys: Vec<Vec<u8>>,
+    pub timeout: Option<Duration>,
+    pub on_timeout: TimeoutReply,
+}
+
+/// A parked client and the command it is waiting to run again.
+pub struct Parked {
+    pub info: Rc<ClientInfo>,
+    pub args: Vec<Vec<u8>>,
+    pub db: usize,
+    pub resp3: bool,
+    pub keys: Vec<Vec<u8>>,
+    pub on_timeout: TimeoutReply,
+    pub deadline: Option<Instant>,
+}
+
+#[derive(Default)]
+pub struct Blocking {
+    parked: HashMap<u64, Parked>,
+    /// Client ids waiting on each key, in arrival order (any database).
+    waiters: HashMap<Vec<u8>, VecDeque<u64>>,
+    /// Keys written since waiters were last served, in order, without repeats.
+    ready: VecDeque<Vec<u8>>,
+    serving: bool,
+}
+
+impl Blocking {
+    pub fn parked_count(&self) -> usize {
+        self.parked.len()
+    }
+
+    /// Parked clients with a deadline (INFO clients_in_timeout_table).
+    pub fn timed_count(&self) -> usize {
+        self.parked.values().filter(|p| p.deadline.is_some()).count()
+    }
+
+    /// Keys someone waits on (INFO total_blocking_keys).
+    pub fn key_count(&self) -> usize {
+        self.waiters.len()
+    }
+
+    pub fn is_parked(&self, id: u64) -> bool {
+        self.parked.contains_key(&id)
+    }
+
+    /// Whether written keys wait to be served.
+    pub fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
+    /// Whether anyone waits at all: the dispatcher's cheap pre-check.
+    pub fn has_waiters(&self) -> bool {
+        !self.waiters.is_empty()
+    }
+
+    pub fn deadline_of(&self, id: u64) -> Option<Instant> {
+        self.parked.get(&id).and_then(|p| p.deadline)
+    }
+
+    fn park(&mut self, parked: Parked) {
+        let id = parked.info.id;
+        for key in &parked.keys {
+            let queue = self.waiters.entry(key.clone()).or_default();
+            if !queue.contains(&id) {
+                queue.push_back(id);
+            }
+        }
+        parked.info.blocked.set(true);
+        self.parked.insert(id, parked);
+    }
+
+    /// Takes a client out of every queue; returns its parking record.
+    pub fn remove_client(&mut self, id: u64) -> Option<Parked> {
+        let parked = self.parked.remove(&id)?;
+        for key in &parked.keys {
+            if let Some(queue) = self.waiters.get_mut(key) {
+                queue.retain(|&w| w != id);
+                if queue.is_empty() {
+                    self.waiters.remove(key);
+                }
+            }
+        }
+        parked.info.blocked.set(false);
+        Some(parked)
+    }
+
+    /// Marks a written key as ready if anyone waits on it.
+    pub fn signal(&mut self, key: &[u8]) {
+        if self.waiters.contains_key(key) && !self.ready.iter().any(|k| k == key) {
+            self.ready.push_back(key.to_vec());
+        }
+    }
+
+    /// Marks every key someone waits on as ready (SWAPDB, for example,
+    /// changes what every key of two databases holds).
+    pub fn signal_all(&mut self) {
+        let keys: Vec<Vec<u8>> = self.waiters.keys().cloned().collect();
+        for key in keys {
+            self.signal(&key);
+        }
+    }
+}
+
+/// Valkey's timeout argument: seconds as a float, 0 for forever.
+pub fn parse_timeout(arg: &[u8]) -> Result<Option<Duration>, CmdError> {
+    const NOT_FLOAT: &str = "ERR timeout is not a float or out of range";
+    let text = std::str::from_utf8(arg).map_err(|_| CmdError::from(NOT_FLOAT))?;
+    if text.is_empty() || text.starts_with(|c: char| c.is_ascii_whitespace()) {
+        return Err(NOT_FLOAT.into());
+    }
+    let seconds: f64 = text.parse().map_err(|_| CmdError::from(NOT_FLOAT))?;
+    if seconds.is_nan() || seconds.is_infinite() {
+        return Err(NOT_FLOAT.into());
+    }
+    if seconds < 0.0 {
+        return Err("ERR timeout is negative".into());
+    }
+    // Valkey works in milliseconds and refuses what overflows them.
+    let millis = seconds * 1000.0;
+    if millis >= i64::MAX as f64 / 2.0 {
+        return Err("ERR timeout is out of range".into());
+    }
+    let millis = millis as u64;
+    Ok(if millis == 0 && seconds == 0.0 { None } else { Some(Duration::from_millis(millis.max(1))) })
+}
+
+impl Ctx<'_> {
+    /// Whether a blocking command may park the client here. Inside MULTI
+    /// or a script it must act as its non-blocking form instead.
+    pub fn may_block(&self) -> bool {
+        !self.client.no_blocking
+    }
+
+    /// Parks the client on `keys`: the command runs again when one is
+    /// written, or answers `on_timeout` once `timeout` (None = forever)
+    /// passes. The handler returns having written nothing.
+    pub fn block(&mut self, keys: &[&[u8]], timeout: Option<Duration>, on_timeout: TimeoutReply) {
+        self.client.block_request =
+            Some(BlockRequest { keys: keys.iter().map(|k| k.to_vec()).collect(), timeout, on_timeout });
+    }
+}
+
+/// Called by the dispatcher after a handler ran: parks the client if the
+/// handler asked to block and it is not parked already (a parked client's
+/// command that still finds nothing keeps its place in line).
+pub fn park_if_requested(st: &mut ServerState, client: &mut Client, args: &[&[u8]]) {
+    let Some(request) = client.block_request.take() else { return };
+    if st.blocking.is_parked(client.info.id) {
+        client.block_request = Some(request);
+        return;
+    }
+    let deadline = request.timeout.map(|t| Instant::now() + t);
+    st.blocking.park(Parked {
+        info: client.info.clone(),
+        args: args.iter().map(|a| a.to_vec()).collect(),
+        db: client.db,
+        resp3: client.resp3,
+        keys: request.keys,
+        on_timeout: request.on_timeout,
+        deadline,
+    });
+}
+
+/// Hands a reply to a parked client's connection and wakes it.
+fn deliver(parked: &Parked, reply: &[u8]) {
+    parked.info.unblocked_output.borrow_mut().extend_from_slice(reply);
+    parked.info.wake.notify_one();
+}
+
+/// Unparks a client with its timeout reply (deadline passed, or CLIENT
+/// UNBLOCK ... TIMEOUT), or with `error` (CLIENT UNBLOCK ... ERROR).
+pub fn unblock(st: &mut ServerState, id: u64, error: Option<&str>) -> bool {
+    let Some(parked) = st.blocking.remove_client(id) else { return false };
+    let mut out = Reply::new(parked.resp3);
+    match error {
+        Some(e) => out.error(e),
+        None => parked.on_timeout.write(&mut out),
+    }
+    deliver(&parked, &out.buf);
+    true
+}
+
+/// Serves the waiters of every key marked ready, in FIFO order per key,
+/// running each parked command again. Commands run here may make further
+/// keys ready (BLMOVE pushes to its destination); they are served in the
+/// same pass.
+pub fn serve_ready(st: &mut ServerState) {
+    if st.blocking.serving {
+        return;
+    }
+    st.blocking.serving = true;
+    while let Some(key) = st.blocking.ready.pop_front() {
+        let waiting: Vec<u64> = st.blocking.waiters.get(&key).map(|q| q.iter().copied().collect()).unwrap_or_default();
+        for id in waiting {
+            let Some(parked) = st.blocking.parked.get(&id) else { continue };
+            let now_ms = crate::server::unix_ms();
+            // A write to this key in another database concerns nobody here.
+            if st.dbs[parked.db].peek(&key).is_none_or(|e| e.is_expired(now_ms)) {
+                continue;
+            }
+            let info = parked.info.clone();
+            let args: Vec<Vec<u8>> = parked.args.clone();
+            let mut client = Client::new(info);
+            client.db = parked.db;
+            client.resp3 = parked.resp3;
+            let mut out = Reply::new(parked.resp3);
+            let arg_refs: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
+            crate::connection::execute(st, &mut client, &mut out, &arg_refs);
+            if client.block_request.is_none() {
+                if let Some(parked) = st.blocking.remove_client(id) {
+                    deliver(&parked, &out.buf);
+                }
+            }
+        }
+    }
+    st.blocking.serving = false;
+}
