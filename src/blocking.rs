@@ -44,6 +44,13 @@ pub struct BlockRequest {
     pub keys: Vec<Vec<u8>>,
     pub timeout: Option<Duration>,
     pub on_timeout: TimeoutReply,
+    /// The command to run again instead of the one given, when the handler
+    /// resolved something that must not be resolved again (XREAD's `$`
+    /// becomes the last id at the time of blocking).
+    pub rerun_args: Option<Vec<Vec<u8>>>,
+    /// Run the command again even when a key it waits on was deleted, so it
+    /// can answer an error (XREADGROUP on a deleted stream or group).
+    pub wake_on_delete: bool,
 }
 
 /// A parked client and the command it is waiting to run again.
@@ -55,6 +62,7 @@ pub struct Parked {
     pub keys: Vec<Vec<u8>>,
     pub on_timeout: TimeoutReply,
     pub deadline: Option<Instant>,
+    pub wake_on_delete: bool,
 }
 
 #[derive(Default)]
@@ -178,8 +186,18 @@ impl Ctx<'_> {
     /// written, or answers `on_timeout` once `timeout` (None = forever)
     /// passes. The handler returns having written nothing.
     pub fn block(&mut self, keys: &[&[u8]], timeout: Option<Duration>, on_timeout: TimeoutReply) {
-        self.client.block_request =
-            Some(BlockRequest { keys: keys.iter().map(|k| k.to_vec()).collect(), timeout, on_timeout });
+        self.block_with(BlockRequest {
+            keys: keys.iter().map(|k| k.to_vec()).collect(),
+            timeout,
+            on_timeout,
+            rerun_args: None,
+            wake_on_delete: false,
+        });
+    }
+
+    /// [`Ctx::block`] with every option (see [`BlockRequest`]).
+    pub fn block_with(&mut self, request: BlockRequest) {
+        self.client.block_request = Some(request);
     }
 }
 
@@ -195,12 +213,13 @@ pub fn park_if_requested(st: &mut ServerState, client: &mut Client, args: &[&[u8
     let deadline = request.timeout.map(|t| Instant::now() + t);
     st.blocking.park(Parked {
         info: client.info.clone(),
-        args: args.iter().map(|a| a.to_vec()).collect(),
+        args: request.rerun_args.unwrap_or_else(|| args.iter().map(|a| a.to_vec()).collect()),
         db: client.db,
         resp3: client.resp3,
         keys: request.keys,
         on_timeout: request.on_timeout,
         deadline,
+        wake_on_delete: request.wake_on_delete,
     });
 }
 
@@ -237,8 +256,9 @@ pub fn serve_ready(st: &mut ServerState) {
         for id in waiting {
             let Some(parked) = st.blocking.parked.get(&id) else { continue };
             let now_ms = crate::server::unix_ms();
-            // A write to this key in another database concerns nobody here.
-            if st.dbs[parked.db].peek(&key).is_none_or(|e| e.is_expired(now_ms)) {
+            // A write to this key in another database concerns nobody here
+            // (nor does a deletion, unless the command wants to hear of it).
+            if !parked.wake_on_delete && st.dbs[parked.db].peek(&key).is_none_or(|e| e.is_expired(now_ms)) {
                 continue;
             }
             let info = parked.info.clone();

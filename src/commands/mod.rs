@@ -11,6 +11,7 @@ pub mod lists;
 pub mod server;
 pub mod sets;
 pub mod sorted_sets;
+pub mod streams;
 pub mod strings;
 
 /// Every handler ferrokey serves.
@@ -24,5 +25,6 @@ pub fn all_handlers() -> Vec<(&'static str, Handler)> {
     all.extend_from_slice(hashes::COMMANDS);
     all.extend_from_slice(sets::COMMANDS);
     all.extend_from_slice(sorted_sets::COMMANDS);
+    all.extend_from_slice(streams::COMMANDS);
     all
 }
