@@ -16,7 +16,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::client::{Client, ClientInfo};
-use crate::command::{CmdError, Ctx};
+use crate::command::{CmdError, CommandSpec, Ctx};
 use crate::reply::Reply;
 use crate::server::ServerState;
 
@@ -63,6 +63,9 @@ pub struct Parked {
     pub on_timeout: TimeoutReply,
     pub deadline: Option<Instant>,
     pub wake_on_delete: bool,
+    /// The type of value the command waits for ("list", "zset", "stream"):
+    /// a key written with another type leaves the client waiting, as in Valkey.
+    pub wants_type: Option<&'static str>,
 }
 
 #[derive(Default)]
@@ -152,27 +155,28 @@ impl Blocking {
     }
 }
 
-/// Valkey's timeout argument: seconds as a float, 0 for forever.
+/// Valkey's timeout argument: seconds as a float, 0 for forever. Valkey
+/// reads it as a C `long double`, so "1e400" is a number (out of range)
+/// while "1e5000" is not one; the checks follow its order.
 pub fn parse_timeout(arg: &[u8]) -> Result<Option<Duration>, CmdError> {
     const NOT_FLOAT: &str = "ERR timeout is not a float or out of range";
-    let text = std::str::from_utf8(arg).map_err(|_| CmdError::from(NOT_FLOAT))?;
-    if text.is_empty() || text.starts_with(|c: char| c.is_ascii_whitespace()) {
-        return Err(NOT_FLOAT.into());
+    const OUT_OF_RANGE: &str = "ERR timeout is out of range";
+    const NEGATIVE: &str = "ERR timeout is negative";
+    let class = crate::longdouble::classify(arg).ok_or(CmdError::from(NOT_FLOAT))?;
+    let negative = arg.first() == Some(&b'-');
+    if class == crate::longdouble::Class::Infinite {
+        return Err(if negative { NEGATIVE } else { OUT_OF_RANGE }.into());
     }
-    let seconds: f64 = text.parse().map_err(|_| CmdError::from(NOT_FLOAT))?;
-    if seconds.is_nan() || seconds.is_infinite() {
-        return Err(NOT_FLOAT.into());
-    }
-    if seconds < 0.0 {
-        return Err("ERR timeout is negative".into());
-    }
-    // Valkey works in milliseconds and refuses what overflows them.
+    let seconds: f64 = std::str::from_utf8(arg).ok().and_then(|t| t.parse().ok()).ok_or(CmdError::from(NOT_FLOAT))?;
     let millis = seconds * 1000.0;
-    if millis >= i64::MAX as f64 / 2.0 {
-        return Err("ERR timeout is out of range".into());
+    if millis > i64::MAX as f64 {
+        return Err(OUT_OF_RANGE.into());
     }
-    let millis = millis as u64;
-    Ok(if millis == 0 && seconds == 0.0 { None } else { Some(Duration::from_millis(millis.max(1))) })
+    let millis = millis.ceil();
+    if millis < 0.0 {
+        return Err(NEGATIVE.into());
+    }
+    Ok(if millis == 0.0 { None } else { Some(Duration::from_millis(millis as u64)) })
 }
 
 impl Ctx<'_> {
@@ -204,7 +208,7 @@ impl Ctx<'_> {
 /// Called by the dispatcher after a handler ran: parks the client if the
 /// handler asked to block and it is not parked already (a parked client's
 /// command that still finds nothing keeps its place in line).
-pub fn park_if_requested(st: &mut ServerState, client: &mut Client, args: &[&[u8]]) {
+pub fn park_if_requested(st: &mut ServerState, client: &mut Client, args: &[&[u8]], spec: &CommandSpec) {
     let Some(request) = client.block_request.take() else { return };
     if st.blocking.is_parked(client.info.id) {
         client.block_request = Some(request);
@@ -220,7 +224,23 @@ pub fn park_if_requested(st: &mut ServerState, client: &mut Client, args: &[&[u8
         on_timeout: request.on_timeout,
         deadline,
         wake_on_delete: request.wake_on_delete,
+        wants_type: waited_type(spec),
     });
+}
+
+/// The value type a blocking command waits for, from its ACL categories.
+fn waited_type(spec: &CommandSpec) -> Option<&'static str> {
+    let ferrokey_formats::resp::Value::Array(fields) = &spec.info else { return None };
+    let Some(ferrokey_formats::resp::Value::Set(categories)) = fields.get(6) else { return None };
+    categories.iter().find_map(|c| match c {
+        ferrokey_formats::resp::Value::Simple(name) => match name.as_slice() {
+            b"@list" => Some("list"),
+            b"@sortedset" => Some("zset"),
+            b"@stream" => Some("stream"),
+            _ => None,
+        },
+        _ => None,
+    })
 }
 
 /// Hands a reply to a parked client's connection and wakes it.
@@ -257,9 +277,12 @@ pub fn serve_ready(st: &mut ServerState) {
             let Some(parked) = st.blocking.parked.get(&id) else { continue };
             let now_ms = crate::server::unix_ms();
             // A write to this key in another database concerns nobody here
-            // (nor does a deletion, unless the command wants to hear of it).
-            if !parked.wake_on_delete && st.dbs[parked.db].peek(&key).is_none_or(|e| e.is_expired(now_ms)) {
-                continue;
+            // (nor does a deletion, unless the command wants to hear of it),
+            // and neither does a value of another type than the one awaited.
+            match st.dbs[parked.db].peek(&key).filter(|e| !e.is_expired(now_ms)) {
+                None if !parked.wake_on_delete => continue,
+                Some(e) if parked.wants_type.is_some_and(|t| t != e.value.type_name()) => continue,
+                _ => {}
             }
             let info = parked.info.clone();
             let args: Vec<Vec<u8>> = parked.args.clone();

@@ -1,17 +1,16 @@
 //! One numbered database: keys, their values, their expiry times.
 //!
-//! Keys live in an insertion-ordered hash map so that a random key or a
-//! scan position is an index, not a walk. Keys with a TTL are also listed by
+//! Keys live in a [`KeyTable`] by position, so that a random key or a scan
+//! position is an index, not a walk. Keys with a TTL are also listed by
 //! position in `volatile`, which the active expiry cycle samples; because a
 //! removal moves the last entry into the freed slot, every removal goes
-//! through [`Db::remove`], which keeps `volatile` in step.
+//! through [`Db::remove_index`], which keeps `volatile` in step.
 
-use indexmap::{IndexMap, IndexSet};
+use indexmap::IndexSet;
 use rand::Rng;
 
+pub use crate::keytable::{Hasher, KeyTable};
 use crate::value::Value;
-
-pub type Hasher = foldhash::fast::RandomState;
 
 /// No expiry.
 pub const NO_EXPIRE: i64 = -1;
@@ -39,9 +38,9 @@ impl Entry {
 
 #[derive(Default)]
 pub struct Db {
-    map: IndexMap<Box<[u8]>, Entry, Hasher>,
+    map: KeyTable,
     /// Positions in `map` of the entries that have an expiry.
-    volatile: IndexSet<usize, Hasher>,
+    volatile: IndexSet<u32, Hasher>,
     /// Keys removed because they had expired, waiting to be counted and
     /// journalled by the caller (lazy and active expiry both push here).
     pub expired_log: Vec<Box<[u8]>>,
@@ -71,18 +70,18 @@ impl Db {
 
     #[inline]
     pub fn get_mut(&mut self, key: &[u8], now_ms: i64) -> Option<&mut Entry> {
-        let idx = self.map.get_index_of(key)?;
-        if self.map[idx].is_expired(now_ms) {
+        let idx = self.map.position(key)?;
+        if self.map.entry_at(idx).is_expired(now_ms) {
             self.expire_at_index(idx);
             return None;
         }
-        Some(&mut self.map[idx])
+        Some(self.map.entry_at_mut(idx))
     }
 
     /// Looks a key up without expiring it or touching anything (for
     /// commands that must see keys as they are, such as DEBUG OBJECT).
     pub fn peek(&self, key: &[u8]) -> Option<&Entry> {
-        self.map.get(key)
+        self.map.position(key).map(|idx| self.map.entry_at(idx))
     }
 
     pub fn contains(&mut self, key: &[u8], now_ms: i64) -> bool {
@@ -97,9 +96,9 @@ impl Db {
     /// Replaces a key's value keeping its expiry (SET KEEPTTL, INCR, ...).
     /// The key must not be expired (callers looked it up first).
     pub fn set_keep_ttl(&mut self, key: &[u8], value: Value, now_s: u32) {
-        match self.map.get_index_of(key) {
+        match self.map.position(key) {
             Some(idx) => {
-                let e = &mut self.map[idx];
+                let e = self.map.entry_at_mut(idx);
                 e.value = value;
                 e.last_access = now_s;
             }
@@ -110,33 +109,33 @@ impl Db {
     /// Inserts a whole entry, with its expiry.
     pub fn insert_entry(&mut self, key: &[u8], entry: Entry) {
         let has_ttl = entry.expire_at != NO_EXPIRE;
-        let idx = match self.map.get_index_of(key) {
+        let idx = match self.map.position(key) {
             Some(idx) => {
-                self.map[idx] = entry;
+                *self.map.entry_at_mut(idx) = entry;
                 idx
             }
-            None => self.map.insert_full(key.into(), entry).0,
+            None => self.map.push(key, entry),
         };
         if has_ttl {
-            self.volatile.insert(idx);
+            self.volatile.insert(idx as u32);
         } else {
-            self.volatile.swap_remove(&idx);
+            self.volatile.swap_remove(&(idx as u32));
         }
     }
 
     /// Removes a key; returns its entry if it existed (expired or not).
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
-        let idx = self.map.get_index_of(key)?;
+        let idx = self.map.position(key)?;
         Some(self.remove_index(idx).1)
     }
 
     fn remove_index(&mut self, idx: usize) -> (Box<[u8]>, Entry) {
         let last = self.map.len() - 1;
-        self.volatile.swap_remove(&idx);
-        let removed = self.map.swap_remove_index(idx).expect("index in range");
-        if idx != last && self.volatile.swap_remove(&last) {
+        self.volatile.swap_remove(&(idx as u32));
+        let removed = self.map.swap_remove(idx);
+        if idx != last && self.volatile.swap_remove(&(last as u32)) {
             // The last entry now sits where the removed one was.
-            self.volatile.insert(idx);
+            self.volatile.insert(idx as u32);
         }
         removed
     }
@@ -148,24 +147,26 @@ impl Db {
 
     /// Sets or clears an existing key's expiry. Returns false if the key is absent.
     pub fn set_expire(&mut self, key: &[u8], expire_at: i64) -> bool {
-        let Some(idx) = self.map.get_index_of(key) else { return false };
-        self.map[idx].expire_at = expire_at;
+        let Some(idx) = self.map.position(key) else { return false };
+        self.map.entry_at_mut(idx).expire_at = expire_at;
         if expire_at == NO_EXPIRE {
-            self.volatile.swap_remove(&idx);
+            self.volatile.swap_remove(&(idx as u32));
         } else {
-            self.volatile.insert(idx);
+            self.volatile.insert(idx as u32);
         }
         true
     }
 
-    pub fn clear(&mut self) -> IndexMap<Box<[u8]>, Entry, Hasher> {
-        self.volatile.clear();
+    /// Empties the database, handing back the old table so the caller can
+    /// free it where it likes (FLUSHALL ASYNC frees it on another thread).
+    pub fn clear(&mut self) -> KeyTable {
+        self.volatile = IndexSet::default();
         std::mem::take(&mut self.map)
     }
 
     /// Iterates every entry, expired or not.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Entry)> {
-        self.map.iter().map(|(k, e)| (&**k, e))
+        self.map.iter()
     }
 
     /// A random key that has not expired, deleting the expired ones it meets.
@@ -177,14 +178,17 @@ impl Db {
                 return None;
             }
             let idx = rng.gen_range(0..self.map.len());
-            if self.map[idx].is_expired(now_ms) {
+            if self.map.entry_at(idx).is_expired(now_ms) {
                 self.expire_at_index(idx);
                 continue;
             }
-            return Some(self.map.get_index(idx).expect("in range").0.clone());
+            return Some(self.map.key_at(idx).into());
         }
-        let idx = rng.gen_range(0..self.map.len().max(1));
-        self.map.get_index(idx).map(|(k, _)| k.clone())
+        if self.map.is_empty() {
+            return None;
+        }
+        let idx = rng.gen_range(0..self.map.len());
+        Some(self.map.key_at(idx).into())
     }
 
     /// One step of SCAN. Positions are visited from the highest down: a
@@ -198,8 +202,7 @@ impl Db {
         let mut budget = count.max(1);
         while pos > 0 && budget > 0 {
             pos -= 1;
-            let (k, e) = self.map.get_index(pos as usize).expect("in range");
-            visit(k, e);
+            visit(self.map.key_at(pos as usize), self.map.entry_at(pos as usize));
             budget -= 1;
         }
         ScanStep { next_cursor: pos }
@@ -215,9 +218,9 @@ impl Db {
                 break;
             }
             let pick = rng.gen_range(0..self.volatile.len());
-            let idx = *self.volatile.get_index(pick).expect("in range");
+            let idx = *self.volatile.get_index(pick).expect("in range") as usize;
             sampled += 1;
-            if self.map[idx].is_expired(now_ms) {
+            if self.map.entry_at(idx).is_expired(now_ms) {
                 self.expire_at_index(idx);
                 expired += 1;
             }
@@ -233,9 +236,14 @@ impl Db {
         }
         let mut total = 0i64;
         for &idx in self.volatile.iter().take(n) {
-            total += (self.map[idx].expire_at - now_ms).max(0);
+            total += (self.map.entry_at(idx as usize).expire_at - now_ms).max(0);
         }
         total / n as i64
+    }
+
+    /// Bytes the table structures take (MEMORY STATS overhead figures).
+    pub fn overhead_bytes(&self) -> usize {
+        self.map.overhead_bytes() + self.volatile.capacity() * 16
     }
 }
 
@@ -257,14 +265,14 @@ mod tests {
             db.remove(format!("k{i}").as_bytes());
         }
         for &idx in db.volatile.iter() {
-            assert_ne!(db.map[idx].expire_at, NO_EXPIRE);
+            assert_ne!(db.map.entry_at(idx as usize).expire_at, NO_EXPIRE);
         }
-        let with_ttl = db.map.values().filter(|e| e.expire_at != NO_EXPIRE).count();
+        let with_ttl = db.map.iter().filter(|(_, e)| e.expire_at != NO_EXPIRE).count();
         assert_eq!(with_ttl, db.volatile.len());
         let mut rng = rand::thread_rng();
         let (_, expired) = db.expire_sample(10_000, 1000, &mut rng);
         assert!(expired > 0);
-        let with_ttl = db.map.values().filter(|e| e.expire_at != NO_EXPIRE).count();
+        let with_ttl = db.map.iter().filter(|(_, e)| e.expire_at != NO_EXPIRE).count();
         assert_eq!(with_ttl, db.volatile.len());
     }
 

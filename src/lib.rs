@@ -14,6 +14,7 @@ pub mod config;
 pub mod connection;
 pub mod db;
 pub mod glob;
+pub mod keytable;
 pub mod log;
 pub mod longdouble;
 pub mod reply;

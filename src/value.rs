@@ -21,7 +21,9 @@ pub enum Value {
     /// A short string (at most [`EMBSTR_MAX`] bytes).
     EmbStr(Box<[u8]>),
     /// Any other string, or one that was modified in place (APPEND, SETRANGE).
-    RawStr(Vec<u8>),
+    /// Boxed so that `Value` stays three words wide: every key pays for the
+    /// widest variant, and only long or edited strings pay for the box.
+    RawStr(Box<Vec<u8>>),
     // Collections are boxed so that a key's value stays two words wide.
     List(Box<List>),
     Hash(Box<Hash>),
@@ -47,7 +49,7 @@ impl Value {
         if bytes.len() <= EMBSTR_MAX {
             Value::EmbStr(bytes.into())
         } else {
-            Value::RawStr(bytes.to_vec())
+            Value::RawStr(Box::new(bytes.to_vec()))
         }
     }
 
@@ -86,7 +88,7 @@ impl Value {
         match self {
             Value::Int(n) => Some(Cow::Owned(itoa::Buffer::new().format(*n).as_bytes().to_vec())),
             Value::EmbStr(b) => Some(Cow::Borrowed(b)),
-            Value::RawStr(v) => Some(Cow::Borrowed(v)),
+            Value::RawStr(v) => Some(Cow::Borrowed(v.as_slice())),
             _ => None,
         }
     }
@@ -108,7 +110,7 @@ impl Value {
             Value::RawStr(v) => Some(v),
             Value::Int(_) | Value::EmbStr(_) => {
                 let bytes = self.string_bytes()?.into_owned();
-                *self = Value::RawStr(bytes);
+                *self = Value::RawStr(Box::new(bytes));
                 match self {
                     Value::RawStr(v) => Some(v),
                     _ => None,
@@ -124,12 +126,24 @@ impl Value {
         match self {
             Value::Int(_) => 0,
             Value::EmbStr(b) => b.len(),
-            Value::RawStr(v) => v.capacity(),
+            Value::RawStr(v) => v.capacity() + std::mem::size_of::<Vec<u8>>(),
             Value::List(l) => l.heap_size(),
             Value::Hash(h) => h.heap_size(),
             Value::Set(s) => s.heap_size(),
             Value::ZSet(z) => z.heap_size(),
             Value::Stream(s) => s.heap_size(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every key pays for the widest variant: keep it at three words.
+    #[test]
+    fn value_stays_small() {
+        assert!(std::mem::size_of::<Value>() <= 24, "{}", std::mem::size_of::<Value>());
+        assert!(std::mem::size_of::<crate::db::Entry>() <= 40);
     }
 }

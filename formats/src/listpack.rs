@@ -545,6 +545,53 @@ impl Listpack {
     pub fn bytes_after_push(&self, ele: &[u8]) -> usize {
         self.buf.len() + entry_size(ele)
     }
+
+    /// Bytes allocated for the listpack (at least [`Listpack::total_bytes`]).
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Makes room for `additional` more bytes without over-allocating:
+    /// like Valkey's reallocation on every insert, so a listpack holds what
+    /// it uses and not up to twice that.
+    pub fn reserve_exact(&mut self, additional: usize) {
+        self.buf.reserve_exact(additional);
+    }
+
+    /// Gives back allocated bytes that deletions left unused.
+    pub fn shrink_to_fit(&mut self) {
+        self.buf.shrink_to_fit();
+    }
+
+    /// Appends every entry of `other` (Valkey's lpMerge of two neighbours).
+    pub fn append_listpack(&mut self, other: &Listpack) {
+        let entries = &other.buf[HEADER..other.buf.len() - 1];
+        self.buf.reserve_exact(entries.len());
+        let end = self.end();
+        self.buf.splice(end..end, entries.iter().copied());
+        self.count += other.count;
+        self.sync_header();
+    }
+
+    /// Splits the listpack at entry `index`: the entries from `index` on
+    /// move to the returned listpack, the ones before it stay.
+    pub fn split_off(&mut self, index: usize) -> Listpack {
+        let Some(p) = i64::try_from(index).ok().and_then(|i| self.seek(i)) else {
+            return Listpack::new();
+        };
+        let mut tail = Vec::with_capacity(HEADER + self.buf.len() - p);
+        tail.extend_from_slice(&self.buf[..HEADER]);
+        tail.extend_from_slice(&self.buf[p..]);
+        let moved = self.count - index;
+        let mut rest = Listpack { buf: tail, count: moved };
+        rest.sync_header();
+        self.buf.truncate(p);
+        self.buf.push(EOF);
+        self.buf.shrink_to_fit();
+        self.count = index;
+        self.sync_header();
+        rest
+    }
 }
 
 /// Reads the backlen ending at `last` (inclusive): (entry length, backlen bytes).

@@ -8,10 +8,9 @@
 //! deletes the key first if it has expired.
 
 use ferrokey_formats::resp::parse_i64;
-use indexmap::IndexMap;
 
 use crate::command::{errors, CmdError, CmdResult, Ctx, Handler, Lookup};
-use crate::db::{Entry, Hasher, NO_EXPIRE};
+use crate::db::{Entry, KeyTable, NO_EXPIRE};
 use crate::glob::glob_match;
 use crate::value::Value;
 
@@ -429,8 +428,8 @@ const ASYNC_FREE_MIN_KEYS: usize = 1024;
 /// Frees flushed databases: inline, or for a big ASYNC flush on a
 /// background thread so the server keeps answering meanwhile. Values own
 /// no shared state (they are `Send`), so another thread may drop them.
-fn release(old: Vec<IndexMap<Box<[u8]>, Entry, Hasher>>, asynchronous: bool) {
-    let keys: usize = old.iter().map(IndexMap::len).sum();
+fn release(old: Vec<KeyTable>, asynchronous: bool) {
+    let keys: usize = old.iter().map(KeyTable::len).sum();
     if asynchronous && keys >= ASYNC_FREE_MIN_KEYS {
         // Should no thread start, the data is dropped here instead.
         let _ = std::thread::Builder::new().name("lazyfree".into()).spawn(move || drop(old));

@@ -487,7 +487,7 @@ fn setrange(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
             let new_len = bytes.len();
             let lru = ctx.lru_now();
             // A value built by SETRANGE is `raw` whatever its length.
-            ctx.db().set(key, Value::RawStr(bytes), lru);
+            ctx.db().set(key, Value::RawStr(Box::new(bytes)), lru);
             new_len
         }
     };

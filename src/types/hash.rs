@@ -1,32 +1,407 @@
-//! A hash: a listpack of field/value pairs while small, a hash table past hash-max-listpack-entries/value.
+//! A hash: a listpack of field/value pairs while small, a hash table past
+//! hash-max-listpack-entries / hash-max-listpack-value.
 //!
-//! SCAFFOLD: the representation is being written by the hash family's
-//! engineer; this file only fixes the names the rest of the server uses.
+//! The conversion happens exactly where Valkey's does (OBJECT ENCODING
+//! shows it): before a write whose arguments are too many or too long
+//! ([`Hash::prepare_for_write`]), when a single set brings a field or value
+//! over the byte limit, and after a set leaves more fields than the entry
+//! limit. A hash never goes back to a listpack.
+//!
+//! The listpack keeps fields in insertion order (new fields are appended,
+//! updates replace in place), as Valkey's does, so small hashes reply in the
+//! same order on both servers. The table is an insertion-ordered map: a
+//! position is an index, which makes a random field O(1) and gives HSCAN a
+//! cursor that cannot miss a field present for the whole scan (see
+//! [`Hash::scan`]).
 
-use ferrokey_formats::listpack::Listpack;
+use ferrokey_formats::listpack::{entry_size, Item, Listpack};
+use indexmap::IndexMap;
 
-#[derive(Clone, Debug, Default)]
+type FieldTable = IndexMap<Box<[u8]>, Box<[u8]>, foldhash::fast::RandomState>;
+
+/// Valkey refuses to let a listpack grow past this many bytes, whatever the
+/// configured limits (its lpSafeToAdd).
+const LISTPACK_SAFETY_LIMIT: usize = 1 << 30;
+
+/// The configured thresholds for the compact encoding.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// hash-max-listpack-entries: most fields a listpack may hold.
+    pub max_entries: u64,
+    /// hash-max-listpack-value: longest field or value, in bytes.
+    pub max_value: u64,
+}
+
+impl Limits {
+    fn too_long(&self, bytes: &[u8]) -> bool {
+        bytes.len() as u64 > self.max_value
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Repr {
+    Listpack(Listpack),
+    /// Boxed so that a small hash, the common case, stays as small as its listpack.
+    Table(Box<FieldTable>),
+}
+
+#[derive(Clone, Debug)]
 pub struct Hash {
-    items: Listpack,
+    repr: Repr,
+}
+
+impl Default for Hash {
+    fn default() -> Self {
+        Hash { repr: Repr::Listpack(Listpack::new()) }
+    }
 }
 
 impl Hash {
     /// The name OBJECT ENCODING reports.
     pub fn encoding_name(&self) -> &'static str {
-        "listpack"
+        match self.repr {
+            Repr::Listpack(_) => "listpack",
+            Repr::Table(_) => "hashtable",
+        }
     }
 
-    /// Number of elements (fields, members).
+    /// Whether the pairs are in the listpack (which keeps them in
+    /// insertion order) rather than the table.
+    pub fn is_listpack(&self) -> bool {
+        matches!(self.repr, Repr::Listpack(_))
+    }
+
+    /// Number of fields.
     pub fn len(&self) -> usize {
-        self.items.len()
+        match &self.repr {
+            Repr::Listpack(lp) => lp.len() / 2,
+            Repr::Table(t) => t.len(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.len() == 0
     }
 
     /// An estimate of the heap memory held (MEMORY USAGE, INFO).
     pub fn heap_size(&self) -> usize {
-        self.items.total_bytes()
+        match &self.repr {
+            Repr::Listpack(lp) => lp.total_bytes(),
+            Repr::Table(t) => {
+                let slot = std::mem::size_of::<(u64, Box<[u8]>, Box<[u8]>)>();
+                // The index part: a word and a control byte per bucket, at
+                // most 7/8 full.
+                let index = t.capacity() * 8 / 7 * (std::mem::size_of::<usize>() + 1);
+                let payload: usize = t.iter().map(|(f, v)| f.len() + v.len()).sum();
+                std::mem::size_of::<FieldTable>() + t.capacity() * slot + index + payload
+            }
+        }
+    }
+
+    /// The value of `field`, if present.
+    pub fn get(&self, field: &[u8]) -> Option<Item<'_>> {
+        match &self.repr {
+            Repr::Listpack(lp) => {
+                let at = lp.find(field, 2)?;
+                Some(lp.get(lp.next(at)?))
+            }
+            Repr::Table(t) => t.get(field).map(|v| Item::Str(v)),
+        }
+    }
+
+    pub fn contains(&self, field: &[u8]) -> bool {
+        self.get(field).is_some()
+    }
+
+    /// Converts to a table before a write of `args` (field, value, field,
+    /// value...) when the listpack could not take them: more new fields
+    /// than the entry limit (counting every pair as new), any argument
+    /// longer than the byte limit, or a listpack that would pass its
+    /// safety size.
+    pub fn prepare_for_write(&mut self, args: &[&[u8]], limits: &Limits) {
+        let Repr::Listpack(lp) = &self.repr else { return };
+        let new_fields = args.len() / 2;
+        if new_fields as u64 > limits.max_entries {
+            self.convert_to_table(new_fields);
+            return;
+        }
+        if args.iter().any(|a| limits.too_long(a)) {
+            self.convert_to_table(0);
+            return;
+        }
+        let added: usize = args.iter().map(|a| a.len()).sum();
+        if lp.total_bytes().saturating_add(added) > LISTPACK_SAFETY_LIMIT {
+            self.convert_to_table(0);
+        }
+    }
+
+    /// Sets `field` to `value`. Returns true when the field is new.
+    pub fn set(&mut self, field: &[u8], value: &[u8], limits: &Limits) -> bool {
+        if self.is_listpack() && (limits.too_long(field) || limits.too_long(value)) {
+            self.convert_to_table(0);
+        }
+        match &mut self.repr {
+            Repr::Listpack(lp) => {
+                // Growing by exactly what is added keeps the listpack at
+                // its byte size, as Valkey's reallocation does.
+                let created = match lp.find(field, 2).and_then(|at| lp.next(at)) {
+                    Some(value_at) => {
+                        lp.reserve_exact(entry_size(value));
+                        lp.replace_at(value_at, value);
+                        lp.shrink_to_fit();
+                        false
+                    }
+                    None => {
+                        lp.reserve_exact(entry_size(field) + entry_size(value));
+                        lp.push_back(field);
+                        lp.push_back(value);
+                        true
+                    }
+                };
+                if (lp.len() / 2) as u64 > limits.max_entries {
+                    self.convert_to_table(0);
+                }
+                created
+            }
+            Repr::Table(t) => match t.get_mut(field) {
+                Some(old) => {
+                    *old = value.into();
+                    false
+                }
+                None => {
+                    t.insert(field.into(), value.into());
+                    true
+                }
+            },
+        }
+    }
+
+    /// Removes `field`. Returns whether it was there.
+    pub fn remove(&mut self, field: &[u8]) -> bool {
+        match &mut self.repr {
+            Repr::Listpack(lp) => match lp.find(field, 2) {
+                Some(at) => {
+                    lp.delete_at(at, 2);
+                    lp.shrink_to_fit();
+                    true
+                }
+                None => false,
+            },
+            // Moving the last field into the hole keeps removal O(1) and is
+            // what the scan cursor relies on.
+            Repr::Table(t) => t.swap_remove(field).is_some(),
+        }
+    }
+
+    /// Every (field, value) pair, in the order HGETALL answers them.
+    pub fn iter(&self) -> Pairs<'_> {
+        match &self.repr {
+            Repr::Listpack(lp) => Pairs::Listpack(lp.iter()),
+            Repr::Table(t) => Pairs::Table(t.iter()),
+        }
+    }
+
+    /// Random access to the pairs by position (0..len), for HRANDFIELD.
+    /// A listpack is walked once to find where each pair starts.
+    pub fn positions(&self) -> Positions<'_> {
+        match &self.repr {
+            Repr::Listpack(lp) => Positions::Listpack(lp, lp.iter().step_by(2).map(|(at, _)| at).collect()),
+            Repr::Table(t) => Positions::Table(t),
+        }
+    }
+
+    /// One HSCAN step from `cursor`, visiting at most `count` pairs and
+    /// returning the next cursor (0 when the scan is over). A listpack is
+    /// small by definition and is returned whole in one step, as Valkey
+    /// does. A table is walked by position from the top down: removing a
+    /// field only moves the last one into a lower slot, so a field present
+    /// for the whole scan is always visited (perhaps twice), and fields
+    /// added meanwhile land above the cursor.
+    pub fn scan<'a>(&'a self, cursor: u64, count: usize, mut visit: impl FnMut(Item<'a>, Item<'a>)) -> u64 {
+        match &self.repr {
+            Repr::Listpack(_) => {
+                self.iter().for_each(|(f, v)| visit(f, v));
+                0
+            }
+            Repr::Table(t) => {
+                let len = t.len() as u64;
+                let mut pos = if cursor == 0 || cursor > len { len } else { cursor };
+                let mut budget = count.max(1);
+                while pos > 0 && budget > 0 {
+                    pos -= 1;
+                    let (f, v) = t.get_index(pos as usize).expect("position below the length");
+                    visit(Item::Str(f), Item::Str(v));
+                    budget -= 1;
+                }
+                pos
+            }
+        }
+    }
+
+    /// Moves the pairs into a table with room for at least `room` fields
+    /// (a write that brings many new fields sizes the table once).
+    fn convert_to_table(&mut self, room: usize) {
+        let Repr::Listpack(lp) = &self.repr else { return };
+        let capacity = (lp.len() / 2).max(room);
+        let mut table = FieldTable::with_capacity_and_hasher(capacity, Default::default());
+        for (field, value) in self.iter() {
+            table.insert(field.to_vec().into(), value.to_vec().into());
+        }
+        self.repr = Repr::Table(Box::new(table));
+    }
+}
+
+/// Iterator over a hash's (field, value) pairs.
+pub enum Pairs<'a> {
+    Listpack(ferrokey_formats::listpack::Iter<'a>),
+    Table(indexmap::map::Iter<'a, Box<[u8]>, Box<[u8]>>),
+}
+
+impl<'a> Iterator for Pairs<'a> {
+    type Item = (Item<'a>, Item<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Pairs::Listpack(it) => {
+                let (_, field) = it.next()?;
+                let (_, value) = it.next()?;
+                Some((field, value))
+            }
+            Pairs::Table(it) => it.next().map(|(f, v)| (Item::Str(f), Item::Str(v))),
+        }
+    }
+}
+
+/// A hash's pairs addressable by position.
+pub enum Positions<'a> {
+    /// The listpack and the offset of each pair's field.
+    Listpack(&'a Listpack, Vec<usize>),
+    Table(&'a FieldTable),
+}
+
+impl<'a> Positions<'a> {
+    pub fn len(&self) -> usize {
+        match self {
+            Positions::Listpack(_, offsets) => offsets.len(),
+            Positions::Table(t) => t.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The pair at position `index` (below [`Positions::len`]).
+    pub fn pair(&self, index: usize) -> (Item<'a>, Item<'a>) {
+        match self {
+            Positions::Listpack(lp, offsets) => {
+                let at = offsets[index];
+                let value_at = lp.next(at).expect("every field has a value");
+                (lp.get(at), lp.get(value_at))
+            }
+            Positions::Table(t) => {
+                let (f, v) = t.get_index(index).expect("position below the length");
+                (Item::Str(f), Item::Str(v))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SMALL: Limits = Limits { max_entries: 4, max_value: 8 };
+
+    fn pairs(h: &Hash) -> Vec<(Vec<u8>, Vec<u8>)> {
+        h.iter().map(|(f, v)| (f.to_vec(), v.to_vec())).collect()
+    }
+
+    #[test]
+    fn listpack_keeps_insertion_order_and_updates_in_place() {
+        let mut h = Hash::default();
+        assert!(h.set(b"a", b"1", &SMALL));
+        assert!(h.set(b"b", b"x", &SMALL));
+        assert!(!h.set(b"a", b"22", &SMALL));
+        assert_eq!(pairs(&h), vec![(b"a".to_vec(), b"22".to_vec()), (b"b".to_vec(), b"x".to_vec())]);
+        assert_eq!(h.get(b"a"), Some(Item::Int(22)));
+        assert_eq!(h.encoding_name(), "listpack");
+        assert!(h.remove(b"a"));
+        assert!(!h.remove(b"a"));
+        assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn converts_past_either_limit_and_never_back() {
+        let mut h = Hash::default();
+        for i in 0..4 {
+            h.set(format!("f{i}").as_bytes(), b"v", &SMALL);
+        }
+        assert_eq!(h.encoding_name(), "listpack");
+        h.set(b"f4", b"v", &SMALL);
+        assert_eq!(h.encoding_name(), "hashtable");
+        for i in 0..5 {
+            h.remove(format!("f{i}").as_bytes());
+        }
+        h.set(b"f", b"v", &SMALL);
+        assert_eq!(h.encoding_name(), "hashtable");
+
+        let mut long = Hash::default();
+        long.set(b"f", b"123456789", &SMALL);
+        assert_eq!(long.encoding_name(), "hashtable");
+        assert_eq!(long.get(b"f"), Some(Item::Str(b"123456789")));
+    }
+
+    #[test]
+    fn prepare_counts_every_pair_as_new() {
+        let mut h = Hash::default();
+        let args: Vec<&[u8]> = vec![b"a", b"1", b"a", b"2", b"a", b"3", b"a", b"4", b"a", b"5"];
+        h.prepare_for_write(&args, &SMALL);
+        assert_eq!(h.encoding_name(), "hashtable");
+    }
+
+    #[test]
+    fn table_scan_sees_stable_fields_despite_churn() {
+        let limits = Limits { max_entries: 0, max_value: 64 };
+        let mut h = Hash::default();
+        for i in 0..500 {
+            h.set(format!("keep{i}").as_bytes(), b"v", &limits);
+            h.set(format!("churn{i}").as_bytes(), b"v", &limits);
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut cursor = 0;
+        let mut round = 0;
+        loop {
+            cursor = h.scan(cursor, 7, |f, _| {
+                seen.insert(f.to_vec());
+            });
+            h.remove(format!("churn{round}").as_bytes());
+            h.set(format!("new{round}").as_bytes(), b"v", &limits);
+            round += 1;
+            if cursor == 0 {
+                break;
+            }
+        }
+        for i in 0..500 {
+            assert!(seen.contains(format!("keep{i}").as_bytes()), "keep{i} missed");
+        }
+    }
+
+    #[test]
+    fn a_small_hash_is_its_listpack_and_one_small_header() {
+        // Value boxes the Hash: the box is one 32-byte allocation and the
+        // table form costs a small hash nothing.
+        assert_eq!(std::mem::size_of::<Hash>(), std::mem::size_of::<Listpack>());
+        assert!(std::mem::size_of::<Hash>() <= 32);
+    }
+
+    #[test]
+    fn positions_address_every_pair() {
+        let mut h = Hash::default();
+        h.set(b"a", b"1", &SMALL);
+        h.set(b"b", b"2", &SMALL);
+        let p = h.positions();
+        assert_eq!(p.len(), 2);
+        assert_eq!(p.pair(1), (Item::Str(b"b"), Item::Int(2)));
     }
 }

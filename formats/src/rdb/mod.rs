@@ -1,4 +1,5 @@
-//! RDB files: a streaming reader.
+//! RDB files: a streaming reader and a writer ([`RdbWriter`], DUMP payloads in
+//! [`dump`]).
 //!
 //! [`RdbReader`] reads any `BufRead` one item at a time ([`RdbItem`]): the
 //! header, aux fields, database selection and size hints, function
@@ -18,22 +19,31 @@
 //! each with an error naming the type, key and offset.
 
 mod consts;
+pub mod dump;
 mod error;
 pub mod packed;
 mod reader;
 mod source;
 mod stream;
+pub mod writer;
 
 pub use consts::{
     is_supported_type, opcode, rdb_type, rdb_type_name, ENC_INT16, ENC_INT32, ENC_INT8, ENC_LZF, QUICKLIST_NODE_PACKED,
     QUICKLIST_NODE_PLAIN, RDB_VERSION_MAX, RDB_VERSION_VALKEY8,
 };
+pub use dump::{dump_payload, dump_payload_with, dump_value, write_dump_payload, DUMP_RDB_VERSION};
 pub use error::{RdbError, RdbErrorKind};
 pub use reader::{
     decode_dump_payload, decode_object, load_all, load_all_from, DecodedObject, DumpPayload, RdbFile, RdbReader,
     ReaderOptions,
 };
 pub use stream::{Consumer, ConsumerGroup, PendingEntry, Stream, StreamEntry, StreamId};
+pub use writer::{
+    hash_listpack, intset_encode, list_nodes, lzf_compress, payload_from_value, score_to_listpack_string, stream_nodes,
+    stream_payload, write_file, zset_listpack, AuxInfo, EncodingLimits, KeyMeta, Payload, PayloadRef, QuicklistNode,
+    RdbWriter, ReplAux, StreamConsumerPayload, StreamGroupPayload, StreamNack, StreamPayload, WriterOptions,
+    VALKEY_VERSION,
+};
 
 /// How a string was stored in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
