@@ -450,15 +450,15 @@ fn run_checked(
     let result = handler(&mut ctx, args);
     let micros = started.elapsed().as_micros() as u64;
     ctx.srv.slowlog.record(args, micros, now_ms, &ctx.client.info);
+    // A command that blocked wrote nothing: signalling its keys would only
+    // run it (and every other waiter) again for nothing, round and round.
+    let blocked = ctx.client.block_request.is_some();
     if result.is_ok() {
         crate::blocking::park_if_requested(ctx.srv, ctx.client, args, spec);
     } else {
         ctx.client.block_request = None;
     }
-    // Keys this write touched may let parked clients proceed. A command
-    // that blocked wrote nothing: signalling its keys would only run it
-    // (and every other waiter) again for nothing, round and round.
-    let blocked = ctx.client.block_request.is_some() || ctx.client.info.blocked.get();
+    // Keys this write touched may let parked clients proceed.
     if !blocked && spec.has(command::flags::WRITE) && ctx.srv.blocking.has_waiters() {
         for key in crate::commands::server::keyspecs::find_keys(spec, args) {
             ctx.srv.blocking.signal(args[key.pos]);
