@@ -14,18 +14,13 @@
 //! Both functions here are written from that description; the decoder refuses
 //! anything that does not produce exactly the announced length.
 
+use std::cell::RefCell;
 use std::fmt;
 
 /// Longest literal run one control byte can announce.
 const MAX_LITERAL: usize = 32;
-/// Farthest a back reference can reach.
-const MAX_DISTANCE: usize = 1 << 13;
 /// Longest back reference: (7 + 255) + 2.
 const MAX_MATCH: usize = 264;
-/// Shortest back reference worth emitting.
-const MIN_MATCH: usize = 3;
-
-const HASH_BITS: u32 = 14;
 
 /// Why a compressed buffer was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,86 +182,198 @@ pub fn max_expansion(compressed_len: usize) -> usize {
     compressed_len.saturating_mul(MAX_MATCH / 3 + 1).saturating_add(MAX_LITERAL)
 }
 
+
+
+
+// Compression, byte for byte as liblzf 3.6 (as Valkey builds it) compresses,
+// so RDB files and DUMP payloads are identical to Valkey's.
+
+const LZF_HLOG: u32 = 16;
+const LZF_SLOTS: usize = 1 << LZF_HLOG;
+const LZF_MAX_LIT: usize = 32;
+const LZF_MAX_OFF: usize = 1 << 13;
+const LZF_MAX_REF: usize = 256 + 8;
+
+/// liblzf's hash slot of the three bytes at a position (VERY_FAST variant
+/// with a 16-bit table). Only these three bytes matter: the higher bytes of
+/// liblzf's rolling value fall outside the mask.
 #[inline]
-fn hash3(b: &[u8]) -> usize {
-    let v = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-    (v.wrapping_mul(2654435761) >> (32 - HASH_BITS)) as usize
+fn lzf_slot(b0: u8, b1: u8, b2: u8) -> usize {
+    let front = ((b0 as u32) << 8) | b1 as u32;
+    let back = ((b1 as u32) << 8) | b2 as u32;
+    (front.wrapping_sub(back.wrapping_mul(5)) & (LZF_SLOTS as u32 - 1)) as usize
 }
 
-fn flush_literals(out: &mut Vec<u8>, lits: &[u8], limit: usize) -> bool {
-    for chunk in lits.chunks(MAX_LITERAL) {
-        if out.len() + 1 + chunk.len() > limit {
-            return false;
-        }
-        out.push((chunk.len() - 1) as u8);
-        out.extend_from_slice(chunk);
-    }
-    true
+/// A reusable hash table: a slot is valid only when stamped with the
+/// current call's generation, so nothing needs clearing between calls.
+struct LzfTable {
+    generation: u32,
+    slots: Vec<(u32, usize)>,
 }
 
-/// Compress `input` in liblzf's format. Returns `None` when the result would
-/// be longer than `max_out` bytes (like liblzf returning 0), so a caller that
-/// wants a gain passes `input.len() - 1` or less (RDB writers use
-/// `len - 4` and store strings of 20 bytes or less as they are).
-pub fn compress(input: &[u8], max_out: usize) -> Option<Vec<u8>> {
-    if input.is_empty() {
+thread_local! {
+    static LZF_TABLE: RefCell<LzfTable> = const { RefCell::new(LzfTable { generation: 0, slots: Vec::new() }) };
+}
+
+/// Compress `input` into at most `out_limit` bytes exactly as liblzf's
+/// `lzf_compress(input, len, out, out_limit)` does, or `None` where it
+/// returns 0 (the output would not fit, or an empty input or limit).
+///
+/// Valkey compresses a string of `len > 20` bytes with `out_limit = len - 4`
+/// (so a gain of at least 5 bytes) and a quicklist node in memory with
+/// `out_limit = len` (keeping it only if it gains 8 bytes).
+pub fn compress(input: &[u8], out_limit: usize) -> Option<Vec<u8>> {
+    if input.is_empty() || out_limit == 0 {
         return None;
     }
-    let mut out = Vec::with_capacity(max_out.min(input.len() + input.len() / 32 + 1));
-    // Positions are stored plus one so 0 means "empty slot".
-    let mut table = vec![0usize; 1 << HASH_BITS];
+    LZF_TABLE.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut table) => {
+            if table.slots.is_empty() {
+                table.slots = vec![(0, 0); LZF_SLOTS];
+            }
+            table.generation = table.generation.wrapping_add(1);
+            if table.generation == 0 {
+                // Stamps wrapped around: start over with a clean table.
+                table.slots.iter_mut().for_each(|s| *s = (0, 0));
+                table.generation = 1;
+            }
+            let generation = table.generation;
+            compress_with(&mut table.slots, generation, input, out_limit)
+        }
+        Err(_) => {
+            let mut slots = vec![(0u32, 0usize); LZF_SLOTS];
+            compress_with(&mut slots, 1, input, out_limit)
+        }
+    })
+}
+
+fn compress_with(slots: &mut [(u32, usize)], generation: u32, input: &[u8], out_limit: usize) -> Option<Vec<u8>> {
     let n = input.len();
+    let end = out_limit;
+    // One spare byte: a literal run's control byte may be reserved at `end`
+    // (never written through: the next write fails the bounds checks).
+    let mut out = vec![0u8; end + 1];
+    // `op` is the next output byte; the control byte of the open literal run
+    // sits at `op - lit - 1`.
+    let mut op = 1usize;
+    let mut lit = 0usize;
     let mut ip = 0usize;
-    let mut lit_start = 0usize;
-    while ip + MIN_MATCH <= n {
-        let h = hash3(&input[ip..]);
-        let cand = table[h];
-        table[h] = ip + 1;
-        if cand != 0 {
-            let r = cand - 1;
-            let distance = ip - r;
-            if distance <= MAX_DISTANCE && input[r..r + MIN_MATCH] == input[ip..ip + MIN_MATCH] {
-                let max_len = MAX_MATCH.min(n - ip);
-                let mut len = MIN_MATCH;
-                while len < max_len && input[r + len] == input[ip + len] {
-                    len += 1;
+
+    let lookup = |slots: &mut [(u32, usize)], at: usize| -> usize {
+        let slot = lzf_slot(input[at], input[at + 1], input[at + 2]);
+        let (stamp, pos) = slots[slot];
+        slots[slot] = (generation, at);
+        if stamp == generation {
+            pos
+        } else {
+            0
+        }
+    };
+    let remember = |slots: &mut [(u32, usize)], at: usize| {
+        let slot = lzf_slot(input[at], input[at + 1], input[at + 2]);
+        slots[slot] = (generation, at);
+    };
+
+    while ip + 2 < n {
+        let cand = lookup(slots, ip);
+        // A candidate at position 0 never counts (liblzf requires the
+        // reference to lie strictly after the start of the input).
+        let is_match = cand > 0
+            && ip - cand - 1 < LZF_MAX_OFF
+            && input[cand] == input[ip]
+            && input[cand + 1] == input[ip + 1]
+            && input[cand + 2] == input[ip + 2];
+        if !is_match {
+            if op >= end {
+                return None;
+            }
+            out[op] = input[ip];
+            op += 1;
+            ip += 1;
+            lit += 1;
+            if lit == LZF_MAX_LIT {
+                out[op - lit - 1] = (lit - 1) as u8;
+                lit = 0;
+                op += 1;
+            }
+            continue;
+        }
+
+        let off = ip - cand - 1;
+        let maxlen = (n - ip - 2).min(LZF_MAX_REF);
+        let no_lit = (lit == 0) as usize;
+        if op + 4 >= end && op - no_lit + 4 >= end {
+            return None;
+        }
+        // Close the literal run (dropping its control byte when empty).
+        out[op - lit - 1] = (lit as u8).wrapping_sub(1);
+        op -= no_lit;
+
+        // Extend the match. liblzf first compares 16 more bytes without
+        // looking at the limit when more than 16 remain, then goes on one by
+        // one up to the limit.
+        let mut len = 2usize;
+        let mut stopped = false;
+        if maxlen > 16 {
+            for _ in 0..16 {
+                len += 1;
+                if input[cand + len] != input[ip + len] {
+                    stopped = true;
+                    break;
                 }
-                if !flush_literals(&mut out, &input[lit_start..ip], max_out) {
-                    return None;
-                }
-                let off = distance - 1;
-                let code = len - 2;
-                if code < 7 {
-                    if out.len() + 2 > max_out {
-                        return None;
-                    }
-                    out.push(((code << 5) | (off >> 8)) as u8);
-                } else {
-                    if out.len() + 3 > max_out {
-                        return None;
-                    }
-                    out.push(((7 << 5) | (off >> 8)) as u8);
-                    out.push((code - 7) as u8);
-                }
-                out.push((off & 0xff) as u8);
-                // Index a few positions inside the match so later data can
-                // refer to them too.
-                let stop = (ip + len).min(n.saturating_sub(MIN_MATCH - 1));
-                let mut p = ip + 1;
-                while p < stop {
-                    table[hash3(&input[p..])] = p + 1;
-                    p += 1;
-                }
-                ip += len;
-                lit_start = ip;
-                continue;
             }
         }
-        ip += 1;
+        if !stopped {
+            loop {
+                len += 1;
+                if len >= maxlen || input[cand + len] != input[ip + len] {
+                    break;
+                }
+            }
+        }
+
+        // `len` bytes match; the back reference stores len - 2.
+        let code = len - 2;
+        if code < 7 {
+            out[op] = ((off >> 8) + (code << 5)) as u8;
+            op += 1;
+        } else {
+            out[op] = ((off >> 8) + (7 << 5)) as u8;
+            out[op + 1] = (code - 7) as u8;
+            op += 2;
+        }
+        out[op] = off as u8;
+        op += 1;
+        // Open a new literal run.
+        lit = 0;
+        op += 1;
+
+        ip += len;
+        if ip + 2 >= n {
+            break;
+        }
+        // Hash the last two positions the match covered.
+        remember(slots, ip - 2);
+        remember(slots, ip - 1);
     }
-    if !flush_literals(&mut out, &input[lit_start..], max_out) {
+
+    if op + 3 > end {
         return None;
     }
+    while ip < n {
+        out[op] = input[ip];
+        op += 1;
+        ip += 1;
+        lit += 1;
+        if lit == LZF_MAX_LIT {
+            out[op - lit - 1] = (lit - 1) as u8;
+            lit = 0;
+            op += 1;
+        }
+    }
+    out[op - lit - 1] = (lit as u8).wrapping_sub(1);
+    op -= (lit == 0) as usize;
+    out.truncate(op);
     Some(out)
 }
 

@@ -33,7 +33,7 @@ use ferrokey_formats::listpack::Listpack;
 use ferrokey_formats::lzf;
 use ferrokey_formats::rdb::{
     decode_dump_payload, dump_payload, dump_payload_with, hash_listpack, intset_encode, load_all, load_all_from,
-    lzf_compress, payload_from_value, rdb_type_name, score_to_listpack_string, write_file, AuxInfo, Checksum,
+    payload_from_value, rdb_type_name, score_to_listpack_string, write_file, AuxInfo, Checksum,
     DecodedObject, EncodingLimits, KeyMeta, Payload, QuicklistNode, RdbFile, RdbReader, RdbValue, RdbWriter,
     StreamConsumerPayload, StreamGroupPayload, StreamId, StreamNack, StreamPayload, WriterOptions,
 };
@@ -596,11 +596,10 @@ fn valkey8_files_are_reproduced_byte_for_byte() {
     eprintln!("{}", report.join("\n"));
 }
 
-/// Our LZF against liblzf's output stored in the files (and the older
-/// compressor in formats::lzf for comparison).
+/// Our LZF against liblzf's output stored in the files.
 #[test]
 fn lzf_matches_liblzf_on_fixture_strings() {
-    let (mut total, mut ours_same, mut old_same) = (0usize, 0usize, 0usize);
+    let (mut total, mut ours_same) = (0usize, 0usize);
     let mut ours_diff = Vec::new();
     for (name, bytes) in valkey8_fixtures() {
         let raw = parse_raw(&bytes, true);
@@ -608,19 +607,15 @@ fn lzf_matches_liblzf_on_fixture_strings() {
             total += 1;
             // Strings: limit len - 4; nodes compressed in memory: len.
             let limit = if *node { plain.len() } else { plain.len() - 4 };
-            if lzf_compress(plain, limit).as_deref() == Some(compressed.as_slice()) {
+            if lzf::compress(plain, limit).as_deref() == Some(compressed.as_slice()) {
                 ours_same += 1;
             } else {
                 ours_diff.push(format!("{name}: {} bytes (node: {node})", plain.len()));
             }
-            if lzf::compress(plain, limit).as_deref() == Some(compressed.as_slice()) {
-                old_same += 1;
-            }
         }
     }
     eprintln!(
-        "LZF strings in the Valkey 8 fixtures: {total}; writer::lzf_compress identical: {ours_same}; \
-         formats::lzf::compress identical: {old_same}"
+        "LZF strings in the Valkey 8 fixtures: {total}; identical to liblzf's: {ours_same}"
     );
     assert!(total > 100);
     assert!(ours_diff.is_empty(), "LZF output differs from liblzf: {:?}", &ours_diff[..ours_diff.len().min(10)]);
@@ -1180,7 +1175,7 @@ fn dump_payloads_match_valkey() {
 #[test]
 fn reader_decodes_our_dump_payloads() {
     let lp = ferrokey_formats::listpack::Listpack::from_items([&b"x"[..], b"17", b"yy"]).into_bytes();
-    let compressed = lzf_compress(
+    let compressed = lzf::compress(
         &{
             let items: Vec<Vec<u8>> = (0..40).map(|i| format!("item{}", i % 4).into_bytes()).collect();
             ferrokey_formats::listpack::Listpack::from_items(items.iter().map(|v| v.as_slice())).into_bytes()

@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 
 use ferrokey_formats::resp::parse_i64;
 
+use super::args::{c_str};
 use crate::client::{Client, ClientInfo, ReplyMode};
 use crate::command::{arity_error, errors, CmdError, CmdResult, Ctx, Handler};
 use crate::server::{ServerState, VALKEY_VERSION};
@@ -50,15 +51,6 @@ const DEFAULT_USER: &[u8] = b"default";
 // Argument helpers
 // ---------------------------------------------------------------------------
 
-/// The part of an argument before its first NUL byte. Valkey reads option
-/// words, addresses and client attributes as C strings, so a NUL ends
-/// them there; matching that keeps odd input answered the same way.
-fn c_str(arg: &[u8]) -> &[u8] {
-    match arg.iter().position(|&b| b == 0) {
-        Some(nul) => &arg[..nul],
-        None => arg,
-    }
-}
 
 /// Whether an option word is `word`, ignoring ASCII case.
 fn is_word(arg: &[u8], word: &str) -> bool {

@@ -9,6 +9,7 @@
 
 use ferrokey_formats::resp::parse_i64;
 
+use super::args::{c_string_lossy, parse_scan_cursor};
 use crate::command::{errors, CmdError, CmdResult, Ctx, Handler, Lookup};
 use crate::db::{Entry, KeyTable, NO_EXPIRE};
 use crate::glob::glob_match;
@@ -216,35 +217,7 @@ fn scan(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     Ok(())
 }
 
-/// Parses a SCAN cursor as the server does: a canonical non-negative
-/// integer, or failing that, whatever C's `strtoull` reads entirely
-/// (leading blanks, a sign, leading zeros; a negative number wraps
-/// around). The argument is read as a C string, up to its first NUL.
-fn parse_scan_cursor(arg: &[u8]) -> Option<u64> {
-    let arg = arg.split(|&c| c == 0).next().unwrap_or_default();
-    if let Some(n) = parse_i64(arg) {
-        return u64::try_from(n).ok();
-    }
-    let is_c_space = |c: &u8| matches!(c, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r');
-    let start = arg.iter().position(|c| !is_c_space(c))?;
-    let rest = &arg[start..];
-    let (negative, digits) = match rest.first() {
-        Some(b'-') => (true, &rest[1..]),
-        Some(b'+') => (false, &rest[1..]),
-        _ => (false, rest),
-    };
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let magnitude = digits.iter().try_fold(0u64, |acc, &d| acc.checked_mul(10)?.checked_add((d - b'0') as u64))?;
-    Some(if negative { magnitude.wrapping_neg() } else { magnitude })
-}
 
-/// The bytes of an argument up to its first NUL, as the server prints
-/// arguments into error messages.
-fn c_string_lossy(arg: &[u8]) -> String {
-    String::from_utf8_lossy(arg.split(|&c| c == 0).next().unwrap_or_default()).into_owned()
-}
 
 fn randomkey(ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
     let now = ctx.now_ms;

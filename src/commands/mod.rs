@@ -4,6 +4,7 @@
 
 use crate::command::Handler;
 
+pub mod args;
 pub mod connection;
 pub mod hashes;
 pub mod keyspace;

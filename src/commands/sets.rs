@@ -16,6 +16,7 @@ use ferrokey_formats::resp::parse_i64;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+use super::args::{parse_scan_cursor};
 use crate::command::{errors, CmdError, CmdResult, Ctx, Handler, Lookup};
 use crate::db::Entry;
 use crate::glob::glob_match;
@@ -682,26 +683,3 @@ fn sscan(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     Ok(())
 }
 
-/// Parses a scan cursor as the server does: a canonical non-negative
-/// integer, or failing that, whatever C's `strtoull` reads entirely
-/// (leading blanks, a sign, leading zeros; a negative number wraps around).
-/// The argument is read as a C string, up to its first NUL.
-fn parse_scan_cursor(arg: &[u8]) -> Option<u64> {
-    let arg = arg.split(|&c| c == 0).next().unwrap_or_default();
-    if let Some(n) = parse_i64(arg) {
-        return u64::try_from(n).ok();
-    }
-    let is_c_space = |c: &u8| matches!(c, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r');
-    let start = arg.iter().position(|c| !is_c_space(c))?;
-    let rest = &arg[start..];
-    let (negative, digits) = match rest.first() {
-        Some(b'-') => (true, &rest[1..]),
-        Some(b'+') => (false, &rest[1..]),
-        _ => (false, rest),
-    };
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let magnitude = digits.iter().try_fold(0u64, |acc, &d| acc.checked_mul(10)?.checked_add((d - b'0') as u64))?;
-    Some(if negative { magnitude.wrapping_neg() } else { magnitude })
-}

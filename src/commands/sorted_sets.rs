@@ -260,44 +260,32 @@ fn add_generic(ctx: &mut Ctx, args: &[&[u8]], incr: bool) -> CmdResult {
         }
         None => created.insert(ZSet::with_hints(scores.len(), longest, limits)),
     };
-    let (mut added, mut updated, mut processed) = (0, 0, 0);
-    let mut last_score = 0.0;
-    let mut failure = None;
+    let (mut added, mut updated) = (0, 0);
+    // The score of the last member ZADD got to (not the NX/XX/GT/LT skipped).
+    let mut last = None;
     for (pair, &score) in pairs.chunks(2).zip(&scores) {
-        match zset.add(score, pair[1], flags, limits) {
-            Err(_) => {
-                failure = Some(NOT_A_NUMBER);
-                break;
+        // NaN only comes from incrementing a member that exists (INCR takes
+        // a single pair), so stopping here leaves nothing half done.
+        match zset.add(score, pair[1], flags, limits).map_err(|_| CmdError::from(NOT_A_NUMBER))? {
+            Added::New(s) => {
+                added += 1;
+                last = Some(s);
             }
-            Ok(outcome) => {
-                match outcome {
-                    Added::New(_) => added += 1,
-                    Added::Updated(_) => updated += 1,
-                    Added::Unchanged(_) | Added::Skipped => {}
-                }
-                if let Added::New(s) | Added::Updated(s) | Added::Unchanged(s) = outcome {
-                    processed += 1;
-                    last_score = s;
-                }
+            Added::Updated(s) => {
+                updated += 1;
+                last = Some(s);
             }
+            Added::Unchanged(s) => last = Some(s),
+            Added::Skipped => {}
         }
     }
-    if failure.is_none() {
-        if flags.incr {
-            if processed > 0 {
-                reply_score(out, last_score);
-            } else {
-                out.null();
-            }
-        } else {
-            out.int(if ch { added + updated } else { added });
-        }
+    match last {
+        _ if !flags.incr => out.int(if ch { added + updated } else { added }),
+        Some(score) => reply_score(out, score),
+        None => out.null(),
     }
     if let Some(z) = created.filter(|z| !z.is_empty()) {
         ctx.db().set(key, Value::ZSet(Box::new(z)), lru);
-    }
-    if let Some(message) = failure {
-        return Err(message.into());
     }
     ctx.dirty((added + updated) as u64);
     Ok(())

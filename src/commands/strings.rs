@@ -7,6 +7,7 @@ use std::borrow::Cow;
 
 use ferrokey_formats::resp::parse_i64;
 
+use super::args::{c_str};
 use crate::command::{arity_error, errors, CmdError, CmdResult, Ctx, Handler, Lookup};
 use crate::db::{Entry, NO_EXPIRE};
 use crate::longdouble;
@@ -75,11 +76,6 @@ fn parse_integer(arg: &[u8]) -> Result<i64, CmdError> {
     parse_i64(arg).ok_or_else(|| errors::NOT_INTEGER.into())
 }
 
-/// An argument as the server's C option parsing sees it: up to its first
-/// NUL byte ("NX\0junk" is read as NX).
-fn c_str(arg: &[u8]) -> &[u8] {
-    arg.iter().position(|&c| c == 0).map_or(arg, |nul| &arg[..nul])
-}
 
 /// Refuses a string that would grow past proto-max-bulk-len (or overflow).
 fn check_string_length(current: usize, added: usize, max: i64) -> CmdResult {

@@ -39,7 +39,7 @@ pub use reader::{
 };
 pub use stream::{Consumer, ConsumerGroup, PendingEntry, Stream, StreamEntry, StreamId};
 pub use writer::{
-    hash_listpack, intset_encode, list_nodes, lzf_compress, payload_from_value, score_to_listpack_string, stream_nodes,
+    hash_listpack, intset_encode, list_nodes, payload_from_value, score_to_listpack_string, stream_nodes,
     stream_payload, write_file, zset_listpack, AuxInfo, EncodingLimits, KeyMeta, Payload, PayloadRef, QuicklistNode,
     RdbWriter, ReplAux, StreamConsumerPayload, StreamGroupPayload, StreamNack, StreamPayload, WriterOptions,
     VALKEY_VERSION,

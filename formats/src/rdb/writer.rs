@@ -22,13 +22,12 @@
 //!   is the length minus 4);
 //! * else the length and the bytes.
 //!
-//! The LZF compressor here ([`lzf_compress`]) reproduces liblzf 3.6 as Valkey
+//! The LZF compressor ([`crate::lzf::compress`]) reproduces liblzf 3.6 as Valkey
 //! builds it (`HLOG` 16, `VERY_FAST`, no `ULTRA_FAST`), so compressed strings
 //! come out identical to Valkey's. (Valkey leaves liblzf's hash table
 //! uninitialised; in rare cases a stale slot left by an earlier call lets it
 //! find a match a clean table does not. Both encodings are valid.)
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
@@ -49,194 +48,6 @@ pub const VALKEY_VERSION: &str = "8.0.1";
 // LZF, as liblzf compresses
 // ---------------------------------------------------------------------------
 
-const LZF_HLOG: u32 = 16;
-const LZF_SLOTS: usize = 1 << LZF_HLOG;
-const LZF_MAX_LIT: usize = 32;
-const LZF_MAX_OFF: usize = 1 << 13;
-const LZF_MAX_REF: usize = 256 + 8;
-
-/// liblzf's hash slot of the three bytes at a position (VERY_FAST variant
-/// with a 16-bit table). Only these three bytes matter: the higher bytes of
-/// liblzf's rolling value fall outside the mask.
-#[inline]
-fn lzf_slot(b0: u8, b1: u8, b2: u8) -> usize {
-    let front = ((b0 as u32) << 8) | b1 as u32;
-    let back = ((b1 as u32) << 8) | b2 as u32;
-    (front.wrapping_sub(back.wrapping_mul(5)) & (LZF_SLOTS as u32 - 1)) as usize
-}
-
-/// A reusable hash table: a slot is valid only when stamped with the
-/// current call's generation, so nothing needs clearing between calls.
-struct LzfTable {
-    generation: u32,
-    slots: Vec<(u32, usize)>,
-}
-
-thread_local! {
-    static LZF_TABLE: RefCell<LzfTable> = const { RefCell::new(LzfTable { generation: 0, slots: Vec::new() }) };
-}
-
-/// Compress `input` into at most `out_limit` bytes exactly as liblzf's
-/// `lzf_compress(input, len, out, out_limit)` does, or `None` where it
-/// returns 0 (the output would not fit, or an empty input or limit).
-///
-/// Valkey compresses a string of `len > 20` bytes with `out_limit = len - 4`
-/// (so a gain of at least 5 bytes) and a quicklist node in memory with
-/// `out_limit = len` (keeping it only if it gains 8 bytes).
-pub fn lzf_compress(input: &[u8], out_limit: usize) -> Option<Vec<u8>> {
-    if input.is_empty() || out_limit == 0 {
-        return None;
-    }
-    LZF_TABLE.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut table) => {
-            if table.slots.is_empty() {
-                table.slots = vec![(0, 0); LZF_SLOTS];
-            }
-            table.generation = table.generation.wrapping_add(1);
-            if table.generation == 0 {
-                // Stamps wrapped around: start over with a clean table.
-                table.slots.iter_mut().for_each(|s| *s = (0, 0));
-                table.generation = 1;
-            }
-            let generation = table.generation;
-            lzf_compress_with(&mut table.slots, generation, input, out_limit)
-        }
-        Err(_) => {
-            let mut slots = vec![(0u32, 0usize); LZF_SLOTS];
-            lzf_compress_with(&mut slots, 1, input, out_limit)
-        }
-    })
-}
-
-fn lzf_compress_with(slots: &mut [(u32, usize)], generation: u32, input: &[u8], out_limit: usize) -> Option<Vec<u8>> {
-    let n = input.len();
-    let end = out_limit;
-    // One spare byte: a literal run's control byte may be reserved at `end`
-    // (never written through: the next write fails the bounds checks).
-    let mut out = vec![0u8; end + 1];
-    // `op` is the next output byte; the control byte of the open literal run
-    // sits at `op - lit - 1`.
-    let mut op = 1usize;
-    let mut lit = 0usize;
-    let mut ip = 0usize;
-
-    let lookup = |slots: &mut [(u32, usize)], at: usize| -> usize {
-        let slot = lzf_slot(input[at], input[at + 1], input[at + 2]);
-        let (stamp, pos) = slots[slot];
-        slots[slot] = (generation, at);
-        if stamp == generation {
-            pos
-        } else {
-            0
-        }
-    };
-    let remember = |slots: &mut [(u32, usize)], at: usize| {
-        let slot = lzf_slot(input[at], input[at + 1], input[at + 2]);
-        slots[slot] = (generation, at);
-    };
-
-    while ip + 2 < n {
-        let cand = lookup(slots, ip);
-        // A candidate at position 0 never counts (liblzf requires the
-        // reference to lie strictly after the start of the input).
-        let is_match = cand > 0
-            && ip - cand - 1 < LZF_MAX_OFF
-            && input[cand] == input[ip]
-            && input[cand + 1] == input[ip + 1]
-            && input[cand + 2] == input[ip + 2];
-        if !is_match {
-            if op >= end {
-                return None;
-            }
-            out[op] = input[ip];
-            op += 1;
-            ip += 1;
-            lit += 1;
-            if lit == LZF_MAX_LIT {
-                out[op - lit - 1] = (lit - 1) as u8;
-                lit = 0;
-                op += 1;
-            }
-            continue;
-        }
-
-        let off = ip - cand - 1;
-        let maxlen = (n - ip - 2).min(LZF_MAX_REF);
-        let no_lit = (lit == 0) as usize;
-        if op + 4 >= end && op - no_lit + 4 >= end {
-            return None;
-        }
-        // Close the literal run (dropping its control byte when empty).
-        out[op - lit - 1] = (lit as u8).wrapping_sub(1);
-        op -= no_lit;
-
-        // Extend the match. liblzf first compares 16 more bytes without
-        // looking at the limit when more than 16 remain, then goes on one by
-        // one up to the limit.
-        let mut len = 2usize;
-        let mut stopped = false;
-        if maxlen > 16 {
-            for _ in 0..16 {
-                len += 1;
-                if input[cand + len] != input[ip + len] {
-                    stopped = true;
-                    break;
-                }
-            }
-        }
-        if !stopped {
-            loop {
-                len += 1;
-                if len >= maxlen || input[cand + len] != input[ip + len] {
-                    break;
-                }
-            }
-        }
-
-        // `len` bytes match; the back reference stores len - 2.
-        let code = len - 2;
-        if code < 7 {
-            out[op] = ((off >> 8) + (code << 5)) as u8;
-            op += 1;
-        } else {
-            out[op] = ((off >> 8) + (7 << 5)) as u8;
-            out[op + 1] = (code - 7) as u8;
-            op += 2;
-        }
-        out[op] = off as u8;
-        op += 1;
-        // Open a new literal run.
-        lit = 0;
-        op += 1;
-
-        ip += len;
-        if ip + 2 >= n {
-            break;
-        }
-        // Hash the last two positions the match covered.
-        remember(slots, ip - 2);
-        remember(slots, ip - 1);
-    }
-
-    if op + 3 > end {
-        return None;
-    }
-    while ip < n {
-        out[op] = input[ip];
-        op += 1;
-        ip += 1;
-        lit += 1;
-        if lit == LZF_MAX_LIT {
-            out[op - lit - 1] = (lit - 1) as u8;
-            lit = 0;
-            op += 1;
-        }
-    }
-    out[op - lit - 1] = (lit as u8).wrapping_sub(1);
-    op -= (lit == 0) as usize;
-    out.truncate(op);
-    Some(out)
-}
 
 // ---------------------------------------------------------------------------
 // Options and per-key metadata
@@ -560,7 +371,7 @@ impl<W: Write> RdbWriter<W> {
             }
         }
         if self.opts.compression && s.len() > 20 {
-            if let Some(c) = lzf_compress(s, s.len() - 4) {
+            if let Some(c) = crate::lzf::compress(s, s.len() - 4) {
                 return self.write_lzf_blob(&c, s.len());
             }
         }
@@ -1555,7 +1366,7 @@ mod tests {
         inputs.push(b"abcabcabcabcabcabcabcabcabc".repeat(400));
         for input in &inputs {
             for limit in [1, 3, 4, input.len().saturating_sub(4), input.len(), input.len() * 2 + 16] {
-                if let Some(c) = lzf_compress(input, limit) {
+                if let Some(c) = crate::lzf::compress(input, limit) {
                     assert!(c.len() <= limit);
                     assert_eq!(crate::lzf::decompress(&c, input.len()).unwrap(), *input);
                 }
@@ -1563,8 +1374,8 @@ mod tests {
         }
         // 21 identical bytes: liblzf never refers back to position 0, so two
         // literals, then 19 bytes from distance 1.
-        assert_eq!(lzf_compress(&[b'a'; 21], 17).unwrap(), vec![0x01, b'a', b'a', 0xe0, 0x0a, 0x00]);
-        assert_eq!(lzf_compress(b"", 10), None);
+        assert_eq!(crate::lzf::compress(&[b'a'; 21], 17).unwrap(), vec![0x01, b'a', b'a', 0xe0, 0x0a, 0x00]);
+        assert_eq!(crate::lzf::compress(b"", 10), None);
     }
 
     #[test]
