@@ -163,7 +163,12 @@ enum ReadOutcome {
 
 /// Reads what the socket holds into `input` (taking a pooled buffer when
 /// it has none) and counts it.
-fn read_into(stream: &TcpStream, input: &mut Vec<u8>, state: &Rc<RefCell<ServerState>>, info: &ClientInfo) -> ReadOutcome {
+fn read_into(
+    stream: &TcpStream,
+    input: &mut Vec<u8>,
+    state: &Rc<RefCell<ServerState>>,
+    info: &ClientInfo,
+) -> ReadOutcome {
     if input.capacity() == 0 {
         *input = take_buffer();
     }
@@ -440,6 +445,9 @@ fn run_checked(
     }
     if !client.info.authenticated.get() && !spec.has(command::flags::NO_AUTH) {
         return Err(reject(command::errors::NOAUTH.into()));
+    }
+    if let Some(refused) = crate::persistence::refusal(st, spec) {
+        return Err(reject(refused.into()));
     }
     let Some(handler) = spec.handler else {
         return Err(reject(command::arity_error(&spec.name)));

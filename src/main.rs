@@ -36,6 +36,16 @@ fn main() {
             _ => {}
         }
     }
+    let (args, import) = match ferrokey::persistence::split_load_rdb_arg(args) {
+        Ok(split) => split,
+        Err(text) => {
+            eprintln!("{text}");
+            std::process::exit(1);
+        }
+    };
+    if let Some(file) = import {
+        ferrokey::persistence::set_import_file(file);
+    }
     let config = match Config::from_args(&args) {
         Ok(c) => c,
         Err(text) => {

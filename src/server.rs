@@ -79,6 +79,7 @@ pub struct ServerState {
     pub last_save_unix: i64,
     pub slowlog: crate::slowlog::SlowLog,
     pub blocking: crate::blocking::Blocking,
+    pub persistence: crate::persistence::Persistence,
 }
 
 impl ServerState {
@@ -104,6 +105,7 @@ impl ServerState {
             last_save_unix: now / 1000,
             slowlog: Default::default(),
             blocking: Default::default(),
+            persistence: Default::default(),
         }
     }
 
@@ -178,6 +180,9 @@ async fn serve(config: Config) -> i32 {
     for listener in listeners {
         tokio::task::spawn_local(accept_loop(listener, state.clone()));
     }
+    if !crate::persistence::load_at_start(&state).await {
+        return 1;
+    }
     tokio::task::spawn_local(cron(state.clone(), hz));
     log_notice!("Ready to accept connections tcp");
 
@@ -204,6 +209,7 @@ async fn next_signal(signal: &mut Option<tokio::signal::unix::Signal>) {
 }
 
 fn finish_shutdown(state: &ServerState) {
+    crate::persistence::before_exit(state);
     if !state.config.pidfile.is_empty() {
         log_notice!("Removing the pid file.");
         let _ = std::fs::remove_file(&state.config.pidfile);
@@ -306,6 +312,7 @@ async fn cron(state: Rc<RefCell<ServerState>>, mut hz: u32) {
         }
         close_idle_clients(&mut st);
         crate::commands::server::sample_rates(&st);
+        crate::persistence::cron(&mut st);
     }
 }
 

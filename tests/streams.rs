@@ -231,8 +231,7 @@ fn work_queue_survives_a_dead_consumer_through_xautoclaim() {
     assert_eq!(summary, Value::Array(vec![Value::Int(0), Value::Nil, Value::Nil, Value::Nil]));
     assert_eq!(int(&run(&mut admin, &["XLEN", "jobs"])), JOBS as i64);
     let groups = run(&mut admin, &["XINFO", "GROUPS", "jobs"]);
-    let group: HashMap<String, &Value> =
-        items(&items(&groups)[0]).chunks(2).map(|kv| (text(&kv[0]), &kv[1])).collect();
+    let group: HashMap<String, &Value> = items(&items(&groups)[0]).chunks(2).map(|kv| (text(&kv[0]), &kv[1])).collect();
     assert_eq!(int(group["pending"]), 0);
     assert_eq!(int(group["lag"]), 0);
     assert_eq!(int(group["entries-read"]), JOBS as i64);
@@ -267,7 +266,10 @@ fn blocked_xread_is_woken_by_xadd() {
     run(&mut admin, &["XADD", "s", "2-0", "new", "y"]);
     // `$` meant "after 1-0" when they blocked: each sees just the new entry.
     for reader in &mut readers {
-        assert_eq!(reader.read_reply(), b"*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*2\r\n$3\r\n2-0\r\n*2\r\n$3\r\nnew\r\n$1\r\ny\r\n");
+        assert_eq!(
+            reader.read_reply(),
+            b"*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*2\r\n$3\r\n2-0\r\n*2\r\n$3\r\nnew\r\n$1\r\ny\r\n"
+        );
     }
     wait_for_blocked(&mut admin, 0);
 }

@@ -302,6 +302,18 @@ fn bzpopmin_wakes_when_a_member_is_added() {
     assert_eq!(first.read_reply(), b"*3\r\n$6\r\nq:next\r\n$1\r\nz\r\n$1\r\n3\r\n");
     assert_eq!(second.read_reply(), b"*2\r\n$6\r\nq:next\r\n*2\r\n*2\r\n$1\r\nx\r\n,1\r\n*2\r\n$1\r\ny\r\n,2\r\n");
 
+    // A key that becomes another type does not wake the waiter (nor make
+    // it answer WRONGTYPE); the sorted set that replaces it does.
+    let mut patient = server.raw();
+    patient.send(&[b"BZPOPMIN", b"q:retyped", b"5"]);
+    thread::sleep(Duration::from_millis(100));
+    let _: () = redis::cmd("SET").arg("q:retyped").arg("text").query(&mut writer).unwrap();
+    assert!(!patient.is_closed(Duration::from_millis(200)));
+    assert!(patient.pending().is_empty());
+    let _: i64 = redis::cmd("DEL").arg("q:retyped").query(&mut writer).unwrap();
+    let _: i64 = redis::cmd("ZADD").arg("q:retyped").arg(7).arg("m").query(&mut writer).unwrap();
+    assert_eq!(patient.read_reply(), b"*3\r\n$9\r\nq:retyped\r\n$1\r\nm\r\n$1\r\n7\r\n");
+
     // A timeout answers a null array.
     let mut late = server.raw();
     let started = Instant::now();

@@ -4,6 +4,7 @@
 //! fuzz targets and benchmarks can use it alone.
 
 pub mod crc64;
+pub mod double;
 pub mod listpack;
 pub mod lzf;
 pub mod rdb;

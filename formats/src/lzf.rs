@@ -182,9 +182,6 @@ pub fn max_expansion(compressed_len: usize) -> usize {
     compressed_len.saturating_mul(MAX_MATCH / 3 + 1).saturating_add(MAX_LITERAL)
 }
 
-
-
-
 // Compression, byte for byte as liblzf 3.6 (as Valkey builds it) compresses,
 // so RDB files and DUMP payloads are identical to Valkey's.
 

@@ -33,9 +33,9 @@ use ferrokey_formats::listpack::Listpack;
 use ferrokey_formats::lzf;
 use ferrokey_formats::rdb::{
     decode_dump_payload, dump_payload, dump_payload_with, hash_listpack, intset_encode, load_all, load_all_from,
-    payload_from_value, rdb_type_name, score_to_listpack_string, write_file, AuxInfo, Checksum,
-    DecodedObject, EncodingLimits, KeyMeta, Payload, QuicklistNode, RdbFile, RdbReader, RdbValue, RdbWriter,
-    StreamConsumerPayload, StreamGroupPayload, StreamId, StreamNack, StreamPayload, WriterOptions,
+    payload_from_value, rdb_type_name, score_to_listpack_string, write_file, AuxInfo, Checksum, DecodedObject,
+    EncodingLimits, KeyMeta, Payload, QuicklistNode, RdbFile, RdbReader, RdbValue, RdbWriter, StreamConsumerPayload,
+    StreamGroupPayload, StreamId, StreamNack, StreamPayload, WriterOptions,
 };
 use serde_json::Value;
 
@@ -614,9 +614,7 @@ fn lzf_matches_liblzf_on_fixture_strings() {
             }
         }
     }
-    eprintln!(
-        "LZF strings in the Valkey 8 fixtures: {total}; identical to liblzf's: {ours_same}"
-    );
+    eprintln!("LZF strings in the Valkey 8 fixtures: {total}; identical to liblzf's: {ours_same}");
     assert!(total > 100);
     assert!(ours_diff.is_empty(), "LZF output differs from liblzf: {:?}", &ours_diff[..ours_diff.len().min(10)]);
 }

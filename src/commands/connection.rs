@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 
 use ferrokey_formats::resp::parse_i64;
 
-use super::args::{c_str};
+use super::args::c_str;
 use crate::client::{Client, ClientInfo, ReplyMode};
 use crate::command::{arity_error, errors, CmdError, CmdResult, Ctx, Handler};
 use crate::server::{ServerState, VALKEY_VERSION};
@@ -50,7 +50,6 @@ const DEFAULT_USER: &[u8] = b"default";
 // ---------------------------------------------------------------------------
 // Argument helpers
 // ---------------------------------------------------------------------------
-
 
 /// Whether an option word is `word`, ignoring ASCII case.
 fn is_word(arg: &[u8], word: &str) -> bool {

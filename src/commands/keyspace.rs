@@ -217,8 +217,6 @@ fn scan(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     Ok(())
 }
 
-
-
 fn randomkey(ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
     let now = ctx.now_ms;
     let idx = ctx.client.db;

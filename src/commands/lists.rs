@@ -9,7 +9,7 @@
 use ferrokey_formats::listpack::Item;
 use ferrokey_formats::resp::parse_i64;
 
-use super::args::{c_str};
+use super::args::c_str;
 use crate::blocking::{parse_timeout, TimeoutReply};
 use crate::command::{arity_error, errors, CmdError, CmdResult, Ctx, Handler, Lookup};
 use crate::reply::Reply;
@@ -47,7 +47,6 @@ const RANK_ZERO: &str = "ERR RANK can't be zero: use 1 to start from the first m
 // ---------------------------------------------------------------------------
 // Arguments, lookups, replies
 // ---------------------------------------------------------------------------
-
 
 fn is_option(arg: &[u8], name: &str) -> bool {
     c_str(arg).eq_ignore_ascii_case(name.as_bytes())

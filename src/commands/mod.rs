@@ -9,6 +9,7 @@ pub mod connection;
 pub mod hashes;
 pub mod keyspace;
 pub mod lists;
+pub mod persistence;
 pub mod server;
 pub mod sets;
 pub mod sorted_sets;
@@ -27,5 +28,6 @@ pub fn all_handlers() -> Vec<(&'static str, Handler)> {
     all.extend_from_slice(sets::COMMANDS);
     all.extend_from_slice(sorted_sets::COMMANDS);
     all.extend_from_slice(streams::COMMANDS);
+    all.extend_from_slice(persistence::COMMANDS);
     all
 }

@@ -1,4 +1,4 @@
-//! Server commands: INFO, CONFIG, COMMAND, TIME, LASTSAVE, SHUTDOWN, DEBUG,
+//! Server commands: INFO, CONFIG, COMMAND, TIME, SHUTDOWN, DEBUG,
 //! LATENCY, SLOWLOG, MEMORY.
 //!
 //! Each command with subcommands has its own file below; this one holds the
@@ -37,7 +37,6 @@ pub const COMMANDS: &[(&str, Handler)] = &[
     ("command|getkeysandflags", command_cmd::command_getkeysandflags),
     ("command|help", command_cmd::command_help),
     ("time", time),
-    ("lastsave", lastsave),
     ("shutdown", shutdown),
     ("debug", debug::debug),
     ("latency|latest", latency::latency_latest),
@@ -65,12 +64,6 @@ fn time(ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
     ctx.out.array(2);
     ctx.out.bulk_int(now / 1_000_000);
     ctx.out.bulk_int(now % 1_000_000);
-    Ok(())
-}
-
-/// LASTSAVE: when the dataset was last saved, in Unix seconds.
-fn lastsave(ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
-    ctx.out.int(ctx.srv.last_save_unix);
     Ok(())
 }
 

@@ -16,7 +16,7 @@ use ferrokey_formats::resp::parse_i64;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use super::args::{parse_scan_cursor};
+use super::args::parse_scan_cursor;
 use crate::command::{errors, CmdError, CmdResult, Ctx, Handler, Lookup};
 use crate::db::Entry;
 use crate::glob::glob_match;
@@ -682,4 +682,3 @@ fn sscan(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     out.bulk_array(found.iter().map(Vec::as_slice));
     Ok(())
 }
-

@@ -16,12 +16,13 @@ use ferrokey_formats::resp::parse_i64;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+use super::args::{c_str, parse_scan_cursor};
 use crate::blocking::{parse_timeout, TimeoutReply};
 use crate::command::{arity_error, errors, CmdError, CmdResult, Ctx, Handler, Lookup};
 use crate::db::Entry;
+use crate::double;
 use crate::glob::glob_match;
 use crate::reply::Reply;
-use crate::types::zset::double;
 use crate::types::zset::{AddFlags, Added, LexBound, LexRange, Limits, Range, ScoreRange, ZSet};
 use crate::value::Value;
 
@@ -71,11 +72,6 @@ const MUST_BE_POSITIVE: &str = "ERR value is out of range, must be positive";
 // ---------------------------------------------------------------------------
 // Arguments, lookups, replies
 // ---------------------------------------------------------------------------
-
-/// An argument as the server's C option parsing sees it: up to its first NUL.
-fn c_str(arg: &[u8]) -> &[u8] {
-    arg.iter().position(|&c| c == 0).map_or(arg, |nul| &arg[..nul])
-}
 
 /// Case-insensitive option match, as strcasecmp on the argument.
 fn is(arg: &[u8], word: &str) -> bool {
@@ -902,29 +898,6 @@ fn random_members(out: &mut Reply, zset: &ZSet, count: i64, with_scores: bool, r
 // ---------------------------------------------------------------------------
 // ZSCAN
 // ---------------------------------------------------------------------------
-
-/// A SCAN cursor as the server reads it: a canonical non-negative integer,
-/// or whatever C's `strtoull` reads entirely (blanks, a sign, leading
-/// zeros; a negative number wraps around), up to the first NUL.
-fn parse_scan_cursor(arg: &[u8]) -> Option<u64> {
-    let arg = c_str(arg);
-    if let Some(n) = parse_i64(arg) {
-        return u64::try_from(n).ok();
-    }
-    let is_c_space = |c: &u8| matches!(c, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r');
-    let start = arg.iter().position(|c| !is_c_space(c))?;
-    let rest = &arg[start..];
-    let (negative, digits) = match rest.first() {
-        Some(b'-') => (true, &rest[1..]),
-        Some(b'+') => (false, &rest[1..]),
-        _ => (false, rest),
-    };
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let magnitude = digits.iter().try_fold(0u64, |acc, &d| acc.checked_mul(10)?.checked_add((d - b'0') as u64))?;
-    Some(if negative { magnitude.wrapping_neg() } else { magnitude })
-}
 
 fn zscan(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let cursor = parse_scan_cursor(args[2]).ok_or(CmdError::from("ERR invalid cursor"))?;

@@ -163,7 +163,10 @@ fn parse_range_end(arg: &[u8]) -> Result<StreamId, CmdError> {
 /// The current node size limits from the configuration.
 fn node_limits(ctx: &Ctx) -> NodeLimits {
     let number = |name: &str| crate::commands::server::config_value(ctx.srv, name).parse::<i64>().unwrap_or(0);
-    NodeLimits { max_bytes: number("stream-node-max-bytes").max(0) as u64, max_entries: number("stream-node-max-entries") }
+    NodeLimits {
+        max_bytes: number("stream-node-max-bytes").max(0) as u64,
+        max_entries: number("stream-node-max-entries"),
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -171,7 +174,11 @@ fn node_limits(ctx: &Ctx) -> NodeLimits {
 // ---------------------------------------------------------------------------
 
 /// Looks a key up as a stream: None when absent, WRONGTYPE for another type.
-fn lookup_stream<'c>(ctx: &'c mut Ctx, key: &[u8], how: Lookup) -> Result<(Option<&'c mut Stream>, &'c mut Reply), CmdError> {
+fn lookup_stream<'c>(
+    ctx: &'c mut Ctx,
+    key: &[u8],
+    how: Lookup,
+) -> Result<(Option<&'c mut Stream>, &'c mut Reply), CmdError> {
     match ctx.lookup(key, how) {
         (None, out) => Ok((None, out)),
         (Some(entry), out) => match &mut entry.value {
@@ -391,7 +398,13 @@ fn xadd(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
 }
 
 /// Appends XADD's entry and trims as asked; returns the new id.
-fn add_entry(stream: &mut Stream, parsed: &AddTrimArgs, pairs: &[&[u8]], limits: NodeLimits, now_ms: i64) -> Result<StreamId, CmdError> {
+fn add_entry(
+    stream: &mut Stream,
+    parsed: &AddTrimArgs,
+    pairs: &[&[u8]],
+    limits: NodeLimits,
+    now_ms: i64,
+) -> Result<StreamId, CmdError> {
     const TOO_SMALL: &str = "ERR The ID specified in XADD is equal or smaller than the target stream top item";
     let entries = &mut stream.entries;
     let last = entries.last_id;
@@ -642,17 +655,21 @@ fn resolve_read_id(arg: &[u8], stream: Option<&Stream>, group_form: bool) -> Res
     const MEANINGLESS: &str = "is meaningless in the context of XREADGROUP: you want to read the history of this consumer by specifying a proper ID, or use the > ID to get new messages. The";
     let last = stream.map(|s| s.entries.last_id);
     match c_str(arg) {
-        b"$" if group_form => Err(format!("ERR The $ ID {MEANINGLESS} $ ID would just return an empty result set.").into()),
+        b"$" if group_form => {
+            Err(format!("ERR The $ ID {MEANINGLESS} $ ID would just return an empty result set.").into())
+        }
         b"$" => Ok(last.unwrap_or(MIN_ID)),
-        b"+" if group_form => Err(format!("ERR The + ID {MEANINGLESS} + ID would just return an empty result set.").into()),
+        b"+" if group_form => {
+            Err(format!("ERR The + ID {MEANINGLESS} + ID would just return an empty result set.").into())
+        }
         b"+" => match last {
             Some(last) => prev_id(last).ok_or_else(|| "ERR the stream last element ID is 0-0".into()),
             None => Ok(MIN_ID),
         },
-        b">" if !group_form => Err(
-            "ERR The > ID can be specified only when calling XREADGROUP using the GROUP <group> <consumer> option."
-                .into(),
-        ),
+        b">" if !group_form => {
+            Err("ERR The > ID can be specified only when calling XREADGROUP using the GROUP <group> <consumer> option."
+                .into())
+        }
         b">" => Ok(NEW_ENTRIES),
         _ => parse_strict_id(arg),
     }
@@ -783,7 +800,13 @@ fn any_stream_ready(ctx: &mut Ctx, keys: &[&[u8]], id_args: &[&[u8]]) -> bool {
 
 /// Parks the reader until one of its streams is written (or, for
 /// XREADGROUP, deleted: it must then answer NOGROUP).
-fn block_reader(ctx: &mut Ctx, read: &ReadArgs, keys: &[&[u8]], rerun_args: Option<Vec<Vec<u8>>>, group_form: bool) -> CmdResult {
+fn block_reader(
+    ctx: &mut Ctx,
+    read: &ReadArgs,
+    keys: &[&[u8]],
+    rerun_args: Option<Vec<Vec<u8>>>,
+    group_form: bool,
+) -> CmdResult {
     let block_ms = read.block_ms.unwrap_or(0);
     ctx.block_with(BlockRequest {
         keys: keys.iter().map(|k| k.to_vec()).collect(),
@@ -1100,7 +1123,8 @@ fn xautoclaim(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     const COUNT_ERROR: &str = "ERR COUNT must be > 0";
     let now_ms = ctx.now_ms;
     let (key, group_name, consumer_name) = (args[1], args[2], args[3]);
-    let min_idle = parse_i64(args[4]).ok_or(CmdError::from("ERR Invalid min-idle-time argument for XAUTOCLAIM"))?.max(0);
+    let min_idle =
+        parse_i64(args[4]).ok_or(CmdError::from("ERR Invalid min-idle-time argument for XAUTOCLAIM"))?.max(0);
     let start = parse_range_start(args[5])?;
     let mut count: i64 = 100;
     let mut just_id = false;
@@ -1273,9 +1297,8 @@ fn xgroup(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
             }
         }
         b"createconsumer" => {
-            let created = stream
-                .and_then(|s| s.groups.get_mut(group_name))
-                .is_some_and(|g| g.create_consumer(args[4], now_ms));
+            let created =
+                stream.and_then(|s| s.groups.get_mut(group_name)).is_some_and(|g| g.create_consumer(args[4], now_ms));
             out.int(created as i64);
             if created {
                 ctx.dirty(1);

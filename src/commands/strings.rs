@@ -7,7 +7,7 @@ use std::borrow::Cow;
 
 use ferrokey_formats::resp::parse_i64;
 
-use super::args::{c_str};
+use super::args::c_str;
 use crate::command::{arity_error, errors, CmdError, CmdResult, Ctx, Handler, Lookup};
 use crate::db::{Entry, NO_EXPIRE};
 use crate::longdouble;
@@ -75,7 +75,6 @@ fn integer_of(value: &Value) -> Result<i64, CmdError> {
 fn parse_integer(arg: &[u8]) -> Result<i64, CmdError> {
     parse_i64(arg).ok_or_else(|| errors::NOT_INTEGER.into())
 }
-
 
 /// Refuses a string that would grow past proto-max-bulk-len (or overflow).
 fn check_string_length(current: usize, added: usize, max: i64) -> CmdResult {

@@ -249,6 +249,33 @@ impl Hash {
         }
         self.repr = Repr::Table(Box::new(table));
     }
+
+    /// A hash around a listpack of field/value pairs that was read from an
+    /// RDB file or a RESTORE payload and checked (well formed, distinct
+    /// fields). Valkey's loader keeps such a listpack as it is whatever the
+    /// value lengths; the caller converts it when it holds too many fields.
+    pub fn from_listpack(lp: Listpack) -> Hash {
+        Hash { repr: Repr::Listpack(lp) }
+    }
+
+    /// A table-encoded hash of `pairs` (distinct fields), as a loaded hash
+    /// over the listpack limits is.
+    pub fn from_table_pairs(pairs: impl ExactSizeIterator<Item = (Vec<u8>, Vec<u8>)>) -> Hash {
+        let mut table = FieldTable::with_capacity_and_hasher(pairs.len(), Default::default());
+        for (field, value) in pairs {
+            table.insert(field.into(), value.into());
+        }
+        Hash { repr: Repr::Table(Box::new(table)) }
+    }
+
+    /// The listpack of a listpack-encoded hash, as RDB files and DUMP
+    /// payloads store it.
+    pub fn as_listpack(&self) -> Option<&Listpack> {
+        match &self.repr {
+            Repr::Listpack(lp) => Some(lp),
+            Repr::Table(_) => None,
+        }
+    }
 }
 
 /// Iterator over a hash's (field, value) pairs.

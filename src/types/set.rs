@@ -340,6 +340,17 @@ impl Set {
         self.repr = Repr::Ints(ints);
     }
 
+    /// An intset-encoded set holding `ints` (as read from an RDB file or a
+    /// RESTORE payload, with the width it was stored in).
+    pub fn from_intset(ints: IntSet) -> Set {
+        Set { repr: Repr::Ints(ints) }
+    }
+
+    /// A listpack-encoded set around a checked listpack of distinct members.
+    pub fn from_listpack(lp: Listpack) -> Set {
+        Set { repr: Repr::Packed(lp) }
+    }
+
     fn convert_to_table(&mut self, capacity: usize) {
         let mut table = Table::with_capacity(capacity.max(self.len()));
         for item in self.iter() {

@@ -14,10 +14,10 @@ mod group;
 mod node;
 mod radix;
 
-use std::collections::btree_map;
-use std::collections::BTreeMap;
 use ferrokey_formats::listpack::Listpack;
 pub use ferrokey_formats::rdb::StreamId;
+use std::collections::btree_map;
+use std::collections::BTreeMap;
 
 pub use group::{Consumer, ConsumerGroup, PendingEntry, UNKNOWN_ENTRIES_READ};
 use node::{Master, NodeCursor, RawEntry};
@@ -416,7 +416,11 @@ impl<'a> Iterator for Range<'a> {
             if raw.is_deleted() {
                 continue;
             }
-            let (before, past) = if self.rev { (raw.id > self.end, raw.id < self.start) } else { (raw.id < self.start, raw.id > self.end) };
+            let (before, past) = if self.rev {
+                (raw.id > self.end, raw.id < self.start)
+            } else {
+                (raw.id < self.start, raw.id > self.end)
+            };
             if past {
                 self.done = true;
                 break;
@@ -457,10 +461,8 @@ mod tests {
         // The node listpack of valkey-server 8.0.1's DUMP after
         // XADD s 1-1 a 1 b 2; XADD s 1-2 a 3 b 4; XADD s 2-0 c 5;
         // XADD s 3-0 a hello b -7; XDEL s 1-2.
-        let valkey = hex(
-            "500000001f00030101010201816102816202000102010001000101010201050103010001010103010401050100\
-             010101dfff0201018163020501060102010201dfff028568656c6c6f06dff9020501ff",
-        );
+        let valkey = hex("500000001f00030101010201816102816202000102010001000101010201050103010001010103010401050100\
+             010101dfff0201018163020501060102010201dfff028568656c6c6f06dff9020501ff");
         let mut entries = Entries::default();
         entries.append(id(1, 1), &[b"a", b"1", b"b", b"2"], LIMITS);
         entries.append(id(1, 2), &[b"a", b"3", b"b", b"4"], LIMITS);

@@ -32,6 +32,20 @@ pub(super) fn debug(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
             ctx.out.buf.extend_from_slice(b"\r\n");
             Ok(())
         }
+        (b"reload", _) => reload(ctx, args),
+        (b"digest", 2) => {
+            let digest = crate::persistence::digest::dataset_digest(ctx.srv);
+            ctx.out.simple(&digest);
+            Ok(())
+        }
+        (b"digest-value", _) => {
+            ctx.out.array(args.len() - 2);
+            for key in &args[2..] {
+                let digest = crate::persistence::digest::key_digest(ctx.db(), key);
+                ctx.out.simple(&digest);
+            }
+            Ok(())
+        }
         (b"log", 3) => {
             log_warning!("DEBUG LOG: {}", String::from_utf8_lossy(args[2]));
             ctx.out.ok();
@@ -45,6 +59,10 @@ fn help(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     ctx.out.help(
         args[0],
         &[
+            "DIGEST",
+            "    Output a hex signature representing the current DB content.",
+            "DIGEST-VALUE <key> [<key> ...]",
+            "    Output a hex signature of the values of all the specified keys.",
             "ERROR <string>",
             "    Return a RESP protocol error with <string> as message. Useful for clients",
             "    unit tests to simulate error replies.",
@@ -63,6 +81,19 @@ fn help(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
             "    Reply with a test value of the specified type. <type> can be: string,",
             "    integer, double, bignum, null, array, set, map, attrib, push, verbatim,",
             "    true, false.",
+            "RELOAD [option ...]",
+            "    Save the RDB on disk and reload it back to memory. Valid <option> values:",
+            "    * MERGE: conflicting keys will be loaded from RDB.",
+            "    * NOFLUSH: the existing database will not be removed before load, but",
+            "      conflicting keys will generate an exception and kill the server.",
+            "    * NOSAVE: the database will be loaded from an existing RDB file.",
+            "    Examples:",
+            "    * DEBUG RELOAD: verify that the server is able to persist, flush and reload",
+            "      the database.",
+            "    * DEBUG RELOAD NOSAVE: replace the current database with the contents of an",
+            "      existing RDB file.",
+            "    * DEBUG RELOAD NOSAVE NOFLUSH MERGE: add the contents of an existing RDB",
+            "      file to the database.",
             "SET-ACTIVE-EXPIRE <0|1>",
             "    Setting it to 0 disables expiring keys in background when they are not",
             "    accessed (otherwise the behavior). Setting it to 1 reenables back the",
@@ -71,6 +102,23 @@ fn help(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
             "    Stop the server for <seconds>. Decimals allowed.",
         ],
     );
+    Ok(())
+}
+
+/// DEBUG RELOAD [MERGE] [NOFLUSH] [NOSAVE]: save, empty the dataset and
+/// load the file back.
+fn reload(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
+    let (mut merge, mut flush, mut save) = (false, true, true);
+    for opt in &args[2..] {
+        match opt.to_ascii_lowercase().as_slice() {
+            b"merge" => merge = true,
+            b"noflush" => flush = false,
+            b"nosave" => save = false,
+            _ => return Err("ERR DEBUG RELOAD only supports the MERGE, NOFLUSH and NOSAVE options.".into()),
+        }
+    }
+    crate::persistence::reload(ctx.srv, save, flush, merge).map_err(CmdError::from)?;
+    ctx.out.ok();
     Ok(())
 }
 

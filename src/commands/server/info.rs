@@ -205,10 +205,13 @@ fn clients_section(st: &ServerState, s: &mut String) {
 }
 
 fn persistence_section(st: &ServerState, s: &mut String) {
+    let p = &st.persistence;
+    let now = unix_us() / 1_000_000;
+    let current_bgsave = p.child.map_or(-1, |c| now - c.started_unix);
     let _ = write!(
         s,
         "# Persistence\r\n\
-         loading:0\r\n\
+         loading:{loading}\r\n\
          async_loading:0\r\n\
          current_cow_peak:0\r\n\
          current_cow_size:0\r\n\
@@ -217,15 +220,15 @@ fn persistence_section(st: &ServerState, s: &mut String) {
          current_save_keys_processed:0\r\n\
          current_save_keys_total:0\r\n\
          rdb_changes_since_last_save:{dirty}\r\n\
-         rdb_bgsave_in_progress:0\r\n\
+         rdb_bgsave_in_progress:{in_progress}\r\n\
          rdb_last_save_time:{last_save}\r\n\
-         rdb_last_bgsave_status:ok\r\n\
-         rdb_last_bgsave_time_sec:-1\r\n\
-         rdb_current_bgsave_time_sec:-1\r\n\
-         rdb_saves:0\r\n\
+         rdb_last_bgsave_status:{status}\r\n\
+         rdb_last_bgsave_time_sec:{last_bgsave}\r\n\
+         rdb_current_bgsave_time_sec:{current_bgsave}\r\n\
+         rdb_saves:{saves}\r\n\
          rdb_last_cow_size:0\r\n\
-         rdb_last_load_keys_expired:0\r\n\
-         rdb_last_load_keys_loaded:0\r\n\
+         rdb_last_load_keys_expired:{keys_expired}\r\n\
+         rdb_last_load_keys_loaded:{keys_loaded}\r\n\
          aof_enabled:{aof}\r\n\
          aof_rewrite_in_progress:0\r\n\
          aof_rewrite_scheduled:0\r\n\
@@ -238,10 +241,41 @@ fn persistence_section(st: &ServerState, s: &mut String) {
          aof_last_cow_size:0\r\n\
          module_fork_in_progress:0\r\n\
          module_fork_last_cow_size:0\r\n",
+        loading = p.loading.is_some() as u8,
         dirty = st.dirty,
+        in_progress = p.child.is_some() as u8,
         last_save = st.last_save_unix,
+        status = if p.last_bgsave_ok { "ok" } else { "err" },
+        last_bgsave = p.last_bgsave_seconds,
+        saves = p.saves,
+        keys_expired = p.last_load_keys_expired,
+        keys_loaded = p.last_load_keys_loaded,
         aof = st.config.appendonly as u8,
     );
+    if let Some(l) = &p.loading {
+        // Progress by bytes read; the `used-mem` figure stands in when the
+        // file's size is unknown, as Valkey does.
+        let (perc, remaining) = if l.total_bytes > 0 {
+            (l.loaded_bytes as f64 / l.total_bytes as f64 * 100.0, l.total_bytes.saturating_sub(l.loaded_bytes))
+        } else if l.rdb_used_mem > 0 {
+            let perc = (l.loaded_bytes as f64 / l.rdb_used_mem as f64 * 100.0).min(99.99);
+            (perc, l.rdb_used_mem.saturating_sub(l.loaded_bytes).max(1))
+        } else {
+            (0.0, 1)
+        };
+        let elapsed = (now - l.start_unix).max(0) as u64;
+        let eta = if elapsed == 0 { 1 } else { elapsed * remaining / (l.loaded_bytes + 1) };
+        let _ = write!(
+            s,
+            "loading_start_time:{}\r\n\
+             loading_total_bytes:{}\r\n\
+             loading_rdb_used_mem:{}\r\n\
+             loading_loaded_bytes:{}\r\n\
+             loading_loaded_perc:{perc:.2}\r\n\
+             loading_eta_seconds:{eta}\r\n",
+            l.start_unix, l.total_bytes, l.rdb_used_mem, l.loaded_bytes,
+        );
+    }
 }
 
 fn stats_section(st: &ServerState, s: &mut String) {
@@ -282,8 +316,8 @@ fn stats_section(st: &ServerState, s: &mut String) {
          pubsub_channels:0\r\n\
          pubsub_patterns:0\r\n\
          pubsubshard_channels:0\r\n\
-         latest_fork_usec:0\r\n\
-         total_forks:0\r\n\
+         latest_fork_usec:{}\r\n\
+         total_forks:{}\r\n\
          migrate_cached_sockets:0\r\n\
          slave_expires_tracked_keys:0\r\n\
          active_defrag_hits:0\r\n\
@@ -331,6 +365,8 @@ fn stats_section(st: &ServerState, s: &mut String) {
         t.evicted_keys,
         t.keyspace_hits,
         t.keyspace_misses,
+        st.persistence.latest_fork_usec,
+        st.persistence.total_forks,
         t.unexpected_error_replies,
         t.total_error_replies,
         t.total_reads_processed,

@@ -145,8 +145,7 @@ impl ConsumerGroup {
     /// An estimate of the memory the group holds.
     pub fn heap_size(&self) -> usize {
         const PEL_NODE: usize = 16 + 32;
-        let consumers: usize =
-            self.consumers.iter().map(|(name, c)| name.len() + 16 + 48 + c.pending.len() * 16).sum();
+        let consumers: usize = self.consumers.iter().map(|(name, c)| name.len() + 16 + 48 + c.pending.len() * 16).sum();
         self.pel.len() * PEL_NODE + consumers
     }
 }

@@ -24,12 +24,9 @@ mod big;
 mod index;
 mod tree;
 
-// Valkey's double parsing and printing, shared with other families once
-// src/lib.rs declares it (`pub mod double;`); compiled here until then.
-#[path = "../../double.rs"]
-pub mod double;
-
 use std::cmp::Ordering;
+
+use crate::double;
 
 use ferrokey_formats::listpack::{entry_size, Item, Listpack};
 use rand::Rng;

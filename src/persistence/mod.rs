@@ -1,0 +1,458 @@
+//! RDB persistence, as Valkey 8 does it: the dataset is loaded from
+//! `dir`/`dbfilename` at start, written by SAVE (in the engine thread) or
+//! BGSAVE (in a forked child that writes the copy-on-write snapshot it
+//! inherited, so the parent keeps serving), by the `save` points from the
+//! server cron, and at shutdown.
+//!
+//! Function libraries read from a file (FUNCTION2) are kept as their source
+//! code and written back on every save: ferrokey has no script engine yet,
+//! so they can be neither listed nor called, but they are not lost.
+//!
+//! `--load-rdb FILE` (a ferrokey flag, see [`split_load_rdb_arg`]) imports
+//! FILE at start instead of what `dir` holds, then saves it to `dir` at once.
+
+pub mod digest;
+pub mod load;
+pub mod rdb;
+pub mod save;
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use crate::command::{flags, CommandSpec};
+use crate::server::{unix_ms, ServerState, ShutdownMode};
+use crate::{log_notice, log_warning};
+use load::{Duplicates, Loader};
+
+/// The reply to commands that need the dataset while it is being loaded.
+pub const LOADING_ERROR: &str = "LOADING Valkey is loading the dataset in memory";
+/// The reply to writes after a failed background save, when
+/// `stop-writes-on-bgsave-error` is on.
+pub const MISCONF_ERROR: &str = "MISCONF Valkey is configured to save RDB snapshots, but it's currently unable to persist to disk. Commands that may modify the data set are disabled, because this instance is configured to report errors during writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). Please check the Valkey logs for details about the RDB error.";
+
+/// After a failed background save, save points wait this long before
+/// trying again (Valkey's CONFIG_BGSAVE_RETRY_DELAY).
+const BGSAVE_RETRY_DELAY_S: i64 = 5;
+/// Keys loaded between two returns to the event loop during the start-up load.
+const KEYS_PER_LOAD_STEP: usize = 2000;
+
+/// A running BGSAVE child.
+#[derive(Debug, Clone, Copy)]
+pub struct SaveChild {
+    pub pid: libc::pid_t,
+    pub started_unix: i64,
+}
+
+/// Progress of the load in progress (INFO persistence `loading_*`).
+#[derive(Debug, Clone, Copy)]
+pub struct LoadingInfo {
+    pub start_unix: i64,
+    pub total_bytes: u64,
+    pub loaded_bytes: u64,
+    pub rdb_used_mem: u64,
+}
+
+/// Persistence state the server keeps (the last save time is
+/// `ServerState::last_save_unix`, the change counter `ServerState::dirty`).
+#[derive(Debug)]
+pub struct Persistence {
+    pub child: Option<SaveChild>,
+    /// Whether the last background save succeeded (`rdb_last_bgsave_status`).
+    pub last_bgsave_ok: bool,
+    /// When the last background save was attempted (Unix seconds).
+    pub last_bgsave_try_unix: i64,
+    /// Duration of the last background save in seconds, -1 before any.
+    pub last_bgsave_seconds: i64,
+    /// `dirty` when the running background save started: what it covers.
+    pub dirty_before_bgsave: u64,
+    /// SAVE and BGSAVE runs (`rdb_saves`).
+    pub saves: u64,
+    pub latest_fork_usec: u64,
+    pub total_forks: u64,
+    /// Set while a file is being loaded.
+    pub loading: Option<LoadingInfo>,
+    pub last_load_keys_loaded: u64,
+    pub last_load_keys_expired: u64,
+    /// Function libraries, as source code (see the module documentation).
+    pub functions: Vec<Vec<u8>>,
+}
+
+impl Default for Persistence {
+    fn default() -> Self {
+        Persistence {
+            child: None,
+            last_bgsave_ok: true,
+            last_bgsave_try_unix: 0,
+            last_bgsave_seconds: -1,
+            dirty_before_bgsave: 0,
+            saves: 0,
+            latest_fork_usec: 0,
+            total_forks: 0,
+            loading: None,
+            last_load_keys_loaded: 0,
+            last_load_keys_expired: 0,
+            functions: Vec::new(),
+        }
+    }
+}
+
+/// The CONFIG GET text of a directive.
+pub(crate) fn config_text(st: &ServerState, name: &str) -> String {
+    st.config.get(&[name.as_bytes()]).into_iter().next().map(|(_, v)| v).unwrap_or_default()
+}
+
+/// A yes/no directive.
+pub(crate) fn config_flag(st: &ServerState, name: &str) -> bool {
+    config_text(st, name) == "yes"
+}
+
+/// The RDB file, relative to the working directory (which is `dir`).
+pub fn rdb_path(st: &ServerState) -> PathBuf {
+    PathBuf::from(&st.config.dbfilename)
+}
+
+fn unix_s() -> i64 {
+    unix_ms() / 1000
+}
+
+// ---------------------------------------------------------------------------
+// Refusals while loading or after a failed save
+// ---------------------------------------------------------------------------
+
+/// The error a command gets before it runs, if any: MISCONF for writes (and
+/// PING) after a failed background save with `stop-writes-on-bgsave-error`
+/// and save points, LOADING for commands not allowed during a load.
+pub fn refusal(st: &ServerState, spec: &CommandSpec) -> Option<&'static str> {
+    if !st.persistence.last_bgsave_ok
+        && (spec.has(flags::WRITE) || spec.name == "ping")
+        && !st.config.save.is_empty()
+        && config_flag(st, "stop-writes-on-bgsave-error")
+    {
+        return Some(MISCONF_ERROR);
+    }
+    if st.persistence.loading.is_some() && !spec.has(flags::LOADING) {
+        return Some(LOADING_ERROR);
+    }
+    None
+}
+
+// ---------------------------------------------------------------------------
+// Saving
+// ---------------------------------------------------------------------------
+
+/// A synchronous save to `dbfilename` (SAVE, DEBUG RELOAD, imports): on
+/// success the change counter restarts and the save time is now.
+pub fn save_now(st: &mut ServerState) -> Result<(), String> {
+    let target = rdb_path(st);
+    save::write_file_atomically(st, &save::temp_file_name(std::process::id()), &target)?;
+    st.dirty = 0;
+    st.last_save_unix = unix_s();
+    st.persistence.last_bgsave_ok = true;
+    Ok(())
+}
+
+/// Why a background save did not start.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BgsaveError {
+    AlreadyRunning,
+    ForkFailed,
+}
+
+/// Starts a background save in a forked child.
+pub fn start_bgsave(st: &mut ServerState) -> Result<libc::pid_t, BgsaveError> {
+    if st.persistence.child.is_some() {
+        return Err(BgsaveError::AlreadyRunning);
+    }
+    st.persistence.saves += 1;
+    st.persistence.dirty_before_bgsave = st.dirty;
+    st.persistence.last_bgsave_try_unix = unix_s();
+    let target = rdb_path(st);
+    let forked_at = Instant::now();
+    // SAFETY: fork duplicates only this (the engine) thread. The child
+    // reads the keyspace it inherited, writes the file with blocking std
+    // I/O (allocating through jemalloc, whose fork handlers leave it
+    // usable), and leaves with _exit: it never returns into the event loop
+    // or touches the runtime, and no lock another thread could hold is
+    // taken on its path.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        -1 => {
+            let e = std::io::Error::last_os_error();
+            st.persistence.last_bgsave_ok = false;
+            log_warning!("Can't save in background: fork: {e}");
+            Err(BgsaveError::ForkFailed)
+        }
+        0 => {
+            let temp = save::temp_file_name(std::process::id());
+            let code = match save::write_file_atomically(st, &temp, &target) {
+                Ok(()) => 0,
+                Err(_) => 1,
+            };
+            // SAFETY: ends the child at once, without running the parent's
+            // destructors or exit handlers.
+            unsafe { libc::_exit(code) }
+        }
+        pid => {
+            st.persistence.latest_fork_usec = forked_at.elapsed().as_micros() as u64;
+            st.persistence.total_forks += 1;
+            st.persistence.child = Some(SaveChild { pid, started_unix: unix_s() });
+            log_notice!("Background saving started by pid {pid}");
+            Ok(pid)
+        }
+    }
+}
+
+/// Called from the server cron: reaps a finished BGSAVE child, and
+/// otherwise starts a background save when a save point is reached.
+pub fn cron(st: &mut ServerState) {
+    if st.persistence.child.is_some() {
+        reap_child(st);
+        return;
+    }
+    if st.persistence.loading.is_some() {
+        return;
+    }
+    let now = unix_s();
+    let retry_allowed =
+        st.persistence.last_bgsave_ok || now - st.persistence.last_bgsave_try_unix > BGSAVE_RETRY_DELAY_S;
+    let due = st
+        .config
+        .save
+        .iter()
+        .find(|&&(seconds, changes)| st.dirty >= changes && now - st.last_save_unix > seconds as i64)
+        .copied();
+    if let Some((seconds, changes)) = due.filter(|_| retry_allowed) {
+        log_notice!("{changes} changes in {seconds} seconds. Saving...");
+        let _ = start_bgsave(st);
+    }
+}
+
+fn reap_child(st: &mut ServerState) {
+    let Some(child) = st.persistence.child else { return };
+    let mut status: libc::c_int = 0;
+    // SAFETY: waitpid on our own child, with a valid status pointer.
+    let r = unsafe { libc::waitpid(child.pid, &mut status, libc::WNOHANG) };
+    if r == 0 {
+        return;
+    }
+    let end = unix_s();
+    if r == -1 {
+        let e = std::io::Error::last_os_error();
+        log_warning!("waitpid() returned an error: {e}. child_type: RDB, child_pid = {}", child.pid);
+        st.persistence.last_bgsave_ok = false;
+    } else if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+        log_notice!("Background saving terminated with success");
+        st.dirty = st.dirty.saturating_sub(st.persistence.dirty_before_bgsave);
+        st.last_save_unix = end;
+        st.persistence.last_bgsave_ok = true;
+    } else if libc::WIFEXITED(status) {
+        log_warning!("Background saving error");
+        st.persistence.last_bgsave_ok = false;
+    } else {
+        let signal = libc::WTERMSIG(status);
+        log_warning!("Background saving terminated by signal {signal}");
+        let _ = std::fs::remove_file(save::temp_file_name(child.pid as u32));
+        // SIGUSR1 is how a save is cancelled on purpose: not an error.
+        if signal != libc::SIGUSR1 {
+            st.persistence.last_bgsave_ok = false;
+        }
+    }
+    st.persistence.last_bgsave_seconds = end - child.started_unix;
+    st.persistence.child = None;
+}
+
+/// Stops a running BGSAVE child (SIGUSR1, as a deliberate cancel), waits
+/// for it and removes its temporary file.
+fn kill_child(st: &ServerState) {
+    if let Some(child) = st.persistence.child {
+        // SAFETY: signals and reaps our own child.
+        unsafe {
+            libc::kill(child.pid, libc::SIGUSR1);
+            let mut status = 0;
+            libc::waitpid(child.pid, &mut status, 0);
+        }
+        let _ = std::fs::remove_file(save::temp_file_name(child.pid as u32));
+    }
+}
+
+/// What shutdown does for persistence: a running BGSAVE child is killed,
+/// and the dataset is saved when save points exist (or SHUTDOWN SAVE asked,
+/// and not SHUTDOWN NOSAVE). Returns false when that save failed.
+pub fn before_exit(st: &ServerState) -> bool {
+    if st.persistence.child.is_some() {
+        log_warning!("There is a child saving an .rdb. Killing it!");
+        kill_child(st);
+    }
+    let save = match st.shutdown {
+        Some(ShutdownMode::NoSave) => false,
+        Some(ShutdownMode::Save) => true,
+        _ => !st.config.save.is_empty(),
+    };
+    if !save || st.persistence.loading.is_some() {
+        return true;
+    }
+    log_notice!("Saving the final RDB snapshot before exiting.");
+    let target = rdb_path(st);
+    match save::write_file_atomically(st, &save::temp_file_name(std::process::id()), &target) {
+        Ok(()) => true,
+        Err(_) => {
+            log_warning!("Error trying to save the DB, can't exit.");
+            false
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Loading
+// ---------------------------------------------------------------------------
+
+static IMPORT_FILE: OnceLock<PathBuf> = OnceLock::new();
+
+/// Takes `--load-rdb FILE` out of the command line (it is ferrokey's, not a
+/// Valkey directive) and returns the other arguments and FILE, made
+/// absolute against the current directory (the server changes into `dir`
+/// before it loads).
+pub fn split_load_rdb_arg(args: Vec<String>) -> Result<(Vec<String>, Option<PathBuf>), String> {
+    let mut rest = Vec::with_capacity(args.len());
+    let mut file = None;
+    let mut iter = args.into_iter();
+    while let Some(arg) = iter.next() {
+        if arg == "--load-rdb" {
+            let path = iter.next().filter(|p| !p.is_empty()).ok_or("--load-rdb needs a file name")?;
+            let path = PathBuf::from(path);
+            let absolute = if path.is_absolute() {
+                path
+            } else {
+                std::env::current_dir().map_err(|e| format!("--load-rdb: {e}"))?.join(path)
+            };
+            file = Some(absolute);
+        } else {
+            rest.push(arg);
+        }
+    }
+    Ok((rest, file))
+}
+
+/// Records the file `--load-rdb` named, for the start-up load.
+pub fn set_import_file(path: PathBuf) {
+    let _ = IMPORT_FILE.set(path);
+}
+
+fn finish_load(st: &mut ServerState, loader: Loader, replace_functions: bool) {
+    st.persistence.last_load_keys_loaded = loader.keys_loaded;
+    st.persistence.last_load_keys_expired = loader.keys_expired;
+    if replace_functions {
+        st.persistence.functions = loader.functions;
+    } else {
+        let known = |code: &Vec<u8>, all: &[Vec<u8>]| {
+            let name = ferrokey_formats::rdb::parse_library_metadata(code).map(|(_, n)| n).ok();
+            all.iter().position(|c| ferrokey_formats::rdb::parse_library_metadata(c).map(|(_, n)| n).ok() == name)
+        };
+        for code in loader.functions {
+            match known(&code, &st.persistence.functions) {
+                Some(i) => st.persistence.functions[i] = code,
+                None => st.persistence.functions.push(code),
+            }
+        }
+    }
+}
+
+/// The start-up load: `--load-rdb FILE` if given, else `dir`/`dbfilename`
+/// unless the append only file is in use. Clients are answered (-LOADING)
+/// between steps. Returns false when the server must not start: the file
+/// could not be read or is corrupt, or the import could not be saved.
+/// Nothing is written unless the whole load succeeded.
+pub async fn load_at_start(state: &Rc<RefCell<ServerState>>) -> bool {
+    let import = IMPORT_FILE.get().cloned();
+    if import.is_none() && state.borrow().config.appendonly {
+        return true;
+    }
+    let path = import.clone().unwrap_or_else(|| rdb_path(&state.borrow()));
+    let started = Instant::now();
+    let opened = Loader::open(&path, &state.borrow(), Duplicates::Refuse);
+    let mut loader = match opened {
+        Ok(Some(loader)) => loader,
+        Ok(None) if import.is_some() => {
+            log_warning!("Fatal error: can't open the RDB file {} for reading: No such file or directory", path.display());
+            return false;
+        }
+        Ok(None) => return true,
+        Err(e) => {
+            log_warning!("Fatal error loading the DB ({e}). Exiting.");
+            return false;
+        }
+    };
+    state.borrow_mut().persistence.loading = Some(LoadingInfo {
+        start_unix: unix_s(),
+        total_bytes: loader.total_bytes,
+        loaded_bytes: 0,
+        rdb_used_mem: 0,
+    });
+    loop {
+        let stepped = {
+            let mut st = state.borrow_mut();
+            let result = loader.step(&mut st, KEYS_PER_LOAD_STEP);
+            if let Some(info) = st.persistence.loading.as_mut() {
+                info.loaded_bytes = loader.offset();
+                info.rdb_used_mem = loader.rdb_used_mem;
+            }
+            result
+        };
+        match stepped {
+            Ok(true) => break,
+            Ok(false) => tokio::task::yield_now().await,
+            Err(e) => {
+                log_warning!("Fatal error loading the DB ({e}). Exiting.");
+                return false;
+            }
+        }
+    }
+    let mut st = state.borrow_mut();
+    st.persistence.loading = None;
+    finish_load(&mut st, loader, true);
+    log_notice!("DB loaded from disk: {:.3} seconds", started.elapsed().as_secs_f64());
+    if let Some(file) = import {
+        if save_now(&mut st).is_err() {
+            log_warning!("Fatal error: the data imported from {} could not be saved. Exiting.", file.display());
+            return false;
+        }
+        log_notice!("Imported {} into {}", file.display(), rdb_path(&st).display());
+    }
+    true
+}
+
+/// DEBUG RELOAD: save (unless `save` is false), empty the dataset (unless
+/// `flush` is false), and load the file again in one go; with `merge`,
+/// keys of the file replace those in memory instead of being an error.
+pub fn reload(st: &mut ServerState, save: bool, flush: bool, merge: bool) -> Result<(), &'static str> {
+    if save && save_now(st).is_err() {
+        return Err("ERR");
+    }
+    if flush {
+        for db in st.dbs.iter_mut() {
+            drop(db.clear());
+        }
+    }
+    let duplicates = if merge { Duplicates::Replace } else { Duplicates::Refuse };
+    let path = rdb_path(st);
+    const FAILED: &str = "ERR Error trying to load the RDB dump, check server logs.";
+    let mut loader = match Loader::open(&path, st, duplicates) {
+        Ok(Some(loader)) => loader,
+        Ok(None) => return Err(FAILED),
+        Err(e) => {
+            log_warning!("Failed loading the DB: {e}");
+            return Err(FAILED);
+        }
+    };
+    if let Err(e) = loader.run_to_end(st) {
+        log_warning!("Failed loading the DB: {e}");
+        return Err(FAILED);
+    }
+    finish_load(st, loader, flush);
+    log_notice!("DB reloaded by DEBUG RELOAD");
+    Ok(())
+}
+

@@ -1,0 +1,127 @@
+//! Writing the dataset as an RDB file: Valkey 8's layout (see the formats
+//! crate's writer), written to `temp-<pid>.rdb` with plain blocking I/O,
+//! flushed and fsynced, renamed over the target, and the directory fsynced,
+//! so the target is always either the old file or the complete new one.
+//!
+//! Nothing here touches the event loop or takes a lock: a forked BGSAVE
+//! child runs exactly this code on the keyspace it inherited.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use ferrokey_formats::rdb::{AuxInfo, KeyMeta, RdbWriter, WriterOptions};
+
+use super::rdb::payload_of;
+use crate::db::NO_EXPIRE;
+use crate::server::{unix_ms, ServerState};
+use crate::{log_notice, log_warning};
+
+/// How the file is written: Valkey's `rdbcompression`, `rdbchecksum`, and
+/// whether the eviction policy wants each key's idle time stored.
+#[derive(Clone, Copy)]
+pub struct SaveOptions {
+    pub writer: WriterOptions,
+    pub store_idle: bool,
+}
+
+impl SaveOptions {
+    pub fn from_state(st: &ServerState) -> SaveOptions {
+        let policy = super::config_text(st, "maxmemory-policy");
+        SaveOptions {
+            writer: WriterOptions {
+                compression: super::config_flag(st, "rdbcompression"),
+                checksum: super::config_flag(st, "rdbchecksum"),
+            },
+            store_idle: policy.contains("lru"),
+        }
+    }
+}
+
+/// Writes the whole dataset to `out` as one RDB file.
+pub fn write_dataset<W: Write>(st: &ServerState, out: W, opts: SaveOptions) -> io::Result<W> {
+    let now_ms = unix_ms();
+    let now_s = (now_ms / 1000) as u32;
+    let _ = tikv_jemalloc_ctl::epoch::advance();
+    let used_mem = tikv_jemalloc_ctl::stats::allocated::read().unwrap_or(0) as i64;
+    let mut w = RdbWriter::new(out, opts.writer);
+    w.header()?;
+    w.standard_aux(&AuxInfo { ctime: now_ms / 1000, used_mem, aof_base: false, repl: None })?;
+    for code in &st.persistence.functions {
+        w.function(code)?;
+    }
+    for (index, db) in st.dbs.iter().enumerate() {
+        if db.is_empty() {
+            continue;
+        }
+        w.select_db(index as u64)?;
+        w.resize_db(db.len() as u64, db.volatile_len() as u64)?;
+        for (key, entry) in db.iter() {
+            let meta = KeyMeta {
+                expire_ms: (entry.expire_at != NO_EXPIRE).then_some(entry.expire_at),
+                lru_idle_s: opts.store_idle.then(|| now_s.saturating_sub(entry.last_access) as u64),
+                lfu_freq: None,
+            };
+            w.key(&meta, key, &payload_of(&entry.value))?;
+        }
+    }
+    w.finish()
+}
+
+/// The temporary file a save by process `pid` writes.
+pub fn temp_file_name(pid: u32) -> PathBuf {
+    PathBuf::from(format!("temp-{pid}.rdb"))
+}
+
+/// Writes the dataset to `temp`, makes it durable, and renames it to
+/// `target` (both relative to the working directory, which is `dir`).
+/// Logs what failed, Valkey's way, and removes the temporary file then.
+pub fn write_file_atomically(st: &ServerState, temp: &Path, target: &Path) -> Result<(), String> {
+    let opts = SaveOptions::from_state(st);
+    let written = (|| -> Result<(), (&'static str, io::Error)> {
+        let file = File::create(temp).map_err(|e| ("open", e))?;
+        let out = BufWriter::with_capacity(64 * 1024, file);
+        let out = write_dataset(st, out, opts).map_err(|e| ("write", e))?;
+        let file = out.into_inner().map_err(|e| ("fflush", e.into_error()))?;
+        file.sync_all().map_err(|e| ("fsync", e))?;
+        Ok(())
+    })();
+    if let Err((op, e)) = written {
+        let _ = std::fs::remove_file(temp);
+        if op == "open" {
+            let cwd = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_else(|_| "unknown".into());
+            log_warning!(
+                "Failed opening the temp RDB file {} (in server root dir {cwd}) for saving: {e}",
+                temp.display()
+            );
+        } else {
+            log_warning!("Write error while saving DB to the disk({op}): {e}");
+        }
+        return Err(e.to_string());
+    }
+    if let Err(e) = std::fs::rename(temp, target) {
+        let cwd = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_else(|_| "unknown".into());
+        log_warning!(
+            "Error moving temp DB file {} on the final destination {} (in server root dir {cwd}): {e}",
+            temp.display(),
+            target.display()
+        );
+        let _ = std::fs::remove_file(temp);
+        return Err(e.to_string());
+    }
+    if let Err(e) = sync_parent_dir(target) {
+        log_warning!("Failed to fsync directory while saving DB: {e}");
+        return Err(e.to_string());
+    }
+    log_notice!("DB saved on disk");
+    Ok(())
+}
+
+/// Makes the rename durable: fsync of the directory holding `path`.
+fn sync_parent_dir(path: &Path) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    File::open(dir)?.sync_all()
+}
