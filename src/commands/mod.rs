@@ -5,13 +5,17 @@
 use crate::command::Handler;
 
 pub mod args;
+pub mod bitmaps;
 pub mod connection;
+pub mod geo;
 pub mod hashes;
+pub mod hyperloglog;
 pub mod keyspace;
 pub mod lists;
 pub mod persistence;
 pub mod server;
 pub mod sets;
+pub mod sort;
 pub mod sorted_sets;
 pub mod streams;
 pub mod strings;
@@ -28,6 +32,10 @@ pub fn all_handlers() -> Vec<(&'static str, Handler)> {
     all.extend_from_slice(sets::COMMANDS);
     all.extend_from_slice(sorted_sets::COMMANDS);
     all.extend_from_slice(streams::COMMANDS);
+    all.extend_from_slice(bitmaps::COMMANDS);
+    all.extend_from_slice(hyperloglog::COMMANDS);
+    all.extend_from_slice(geo::COMMANDS);
+    all.extend_from_slice(sort::COMMANDS);
     all.extend_from_slice(persistence::COMMANDS);
     all
 }

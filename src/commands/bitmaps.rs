@@ -1,0 +1,5 @@
+//! Bitmaps: SETBIT, GETBIT, BITCOUNT, BITPOS, BITOP, BITFIELD.
+
+use crate::command::Handler;
+
+pub const COMMANDS: &[(&str, Handler)] = &[];

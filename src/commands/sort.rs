@@ -1,0 +1,5 @@
+//! SORT and SORT_RO.
+
+use crate::command::Handler;
+
+pub const COMMANDS: &[(&str, Handler)] = &[];
