@@ -386,6 +386,24 @@ fn a_blocked_client_that_disconnects_leaves_no_trace() {
     assert_eq!(info_field(&mut admin, "clients", "connected_clients"), 1);
 }
 
+#[test]
+fn xclaim_force_creates_pending_entries_as_valkey_counts_them() {
+    let server = Server::start();
+    let mut con = server.client();
+    run(&mut con, &["XADD", "s", "1-0", "f", "v"]);
+    run(&mut con, &["XADD", "s", "2-0", "f", "v"]);
+    run(&mut con, &["XGROUP", "CREATE", "s", "g", "$"]);
+    // FORCE makes a PEL entry as if delivered once; the claim itself counts
+    // as another delivery unless JUSTID is given.
+    run(&mut con, &["XCLAIM", "s", "g", "c", "0", "1-0", "FORCE"]);
+    run(&mut con, &["XCLAIM", "s", "g", "c", "0", "2-0", "FORCE", "JUSTID"]);
+    let pending = run(&mut con, &["XPENDING", "s", "g", "-", "+", "10"]);
+    let counts: Vec<i64> = items(&pending).iter().map(|p| int(&items(p)[3])).collect();
+    assert_eq!(counts, [2, 1]);
+    // An id not in the stream is not claimed, FORCE or not.
+    assert_eq!(run(&mut con, &["XCLAIM", "s", "g", "c", "0", "3-0", "FORCE"]), Value::Array(vec![]));
+}
+
 /// Bytes of used memory per entry after adding `n` entries of three small
 /// fields (`XADD` with explicit increasing ids, pipelined).
 fn bytes_per_entry(con: &mut Connection, n: usize) -> f64 {

@@ -12,13 +12,8 @@ use crate::commands::args::c_str;
 use crate::db::Entry;
 use crate::persistence::{self, rdb, BgsaveError};
 
-pub const COMMANDS: &[(&str, Handler)] = &[
-    ("save", save),
-    ("bgsave", bgsave),
-    ("lastsave", lastsave),
-    ("dump", dump),
-    ("restore", restore),
-];
+pub const COMMANDS: &[(&str, Handler)] =
+    &[("save", save), ("bgsave", bgsave), ("lastsave", lastsave), ("dump", dump), ("restore", restore)];
 
 const BGSAVE_IN_PROGRESS: &str = "ERR Background save already in progress";
 /// Valkey's generic error reply, "-ERR", which SAVE and BGSAVE answer when

@@ -183,7 +183,7 @@ fn parse_lex_range(min: &[u8], max: &[u8]) -> Result<LexRange, CmdError> {
 // ZADD, ZINCRBY, ZREM
 // ---------------------------------------------------------------------------
 
-fn zadd(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
+pub(crate) fn zadd(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     add_generic(ctx, args, false)
 }
 

@@ -71,7 +71,8 @@ impl Loader {
         };
         let total_bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
         let verify_checksum = super::config_flag(st, "rdbchecksum");
-        let reader = RdbReader::with_options(BufReader::with_capacity(64 * 1024, file), ReaderOptions { verify_checksum });
+        let reader =
+            RdbReader::with_options(BufReader::with_capacity(64 * 1024, file), ReaderOptions { verify_checksum });
         Ok(Some(Loader {
             path: path.to_path_buf(),
             reader,

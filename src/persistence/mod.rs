@@ -186,6 +186,7 @@ pub fn start_bgsave(st: &mut ServerState) -> Result<libc::pid_t, BgsaveError> {
             Err(BgsaveError::ForkFailed)
         }
         0 => {
+            close_inherited_sockets();
             let temp = save::temp_file_name(std::process::id());
             let code = match save::write_file_atomically(st, &temp, &target) {
                 Ok(()) => 0,
@@ -201,6 +202,25 @@ pub fn start_bgsave(st: &mut ServerState) -> Result<libc::pid_t, BgsaveError> {
             st.persistence.child = Some(SaveChild { pid, started_unix: unix_s() });
             log_notice!("Background saving started by pid {pid}");
             Ok(pid)
+        }
+    }
+}
+
+/// In a BGSAVE child: closes the listening and client sockets it inherited,
+/// so that a port is free again as soon as the parent lets it go, even
+/// while the child is still writing.
+fn close_inherited_sockets() {
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else { return };
+    let fds: Vec<libc::c_int> =
+        entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).filter(|&fd| fd > 2).collect();
+    for fd in fds {
+        // SAFETY: fstat into a zeroed stat buffer, and close of a socket
+        // descriptor this process owns and will not use again.
+        unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            if libc::fstat(fd, &mut st) == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFSOCK {
+                libc::close(fd);
+            }
         }
     }
 }
@@ -299,7 +319,7 @@ pub fn before_exit(st: &ServerState) -> bool {
     match save::write_file_atomically(st, &save::temp_file_name(std::process::id()), &target) {
         Ok(()) => true,
         Err(_) => {
-            log_warning!("Error trying to save the DB, can't exit.");
+            log_warning!("Error trying to save the DB before exiting: changes since the last save are lost.");
             false
         }
     }
@@ -376,7 +396,10 @@ pub async fn load_at_start(state: &Rc<RefCell<ServerState>>) -> bool {
     let mut loader = match opened {
         Ok(Some(loader)) => loader,
         Ok(None) if import.is_some() => {
-            log_warning!("Fatal error: can't open the RDB file {} for reading: No such file or directory", path.display());
+            log_warning!(
+                "Fatal error: can't open the RDB file {} for reading: No such file or directory",
+                path.display()
+            );
             return false;
         }
         Ok(None) => return true,
@@ -385,12 +408,8 @@ pub async fn load_at_start(state: &Rc<RefCell<ServerState>>) -> bool {
             return false;
         }
     };
-    state.borrow_mut().persistence.loading = Some(LoadingInfo {
-        start_unix: unix_s(),
-        total_bytes: loader.total_bytes,
-        loaded_bytes: 0,
-        rdb_used_mem: 0,
-    });
+    state.borrow_mut().persistence.loading =
+        Some(LoadingInfo { start_unix: unix_s(), total_bytes: loader.total_bytes, loaded_bytes: 0, rdb_used_mem: 0 });
     loop {
         let stepped = {
             let mut st = state.borrow_mut();
@@ -428,6 +447,9 @@ pub async fn load_at_start(state: &Rc<RefCell<ServerState>>) -> bool {
 /// `flush` is false), and load the file again in one go; with `merge`,
 /// keys of the file replace those in memory instead of being an error.
 pub fn reload(st: &mut ServerState, save: bool, flush: bool, merge: bool) -> Result<(), &'static str> {
+    if st.persistence.loading.is_some() {
+        return Err(LOADING_ERROR);
+    }
     if save && save_now(st).is_err() {
         return Err("ERR");
     }
@@ -455,4 +477,3 @@ pub fn reload(st: &mut ServerState, save: bool, flush: bool, merge: bool) -> Res
     log_notice!("DB reloaded by DEBUG RELOAD");
     Ok(())
 }
-

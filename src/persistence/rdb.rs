@@ -82,8 +82,9 @@ fn checked_listpack(bytes: Vec<u8>) -> Result<Listpack, String> {
 
 /// A file's single listpack node is kept whole, as Valkey appends the
 /// nodes it reads; other lists are pushed element by element, which gives
-/// the node boundaries Valkey's pushes give. Either way a quicklist that
-/// ends up as one small node becomes a listpack.
+/// the node boundaries Valkey's pushes give. A quicklist that ends up as
+/// one small node becomes a listpack, except for a list from a ziplist,
+/// which Valkey leaves a quicklist.
 fn list_from_rdb(items: &[Vec<u8>], encoding: Encoding, fill: i64) -> Result<List, String> {
     let nodes = match encoding {
         Encoding::Quicklist { nodes: 1, plain_nodes: 0 } => {
@@ -98,7 +99,10 @@ fn list_from_rdb(items: &[Vec<u8>], encoding: Encoding, fill: i64) -> Result<Lis
             })
             .collect::<Result<Vec<Node>, String>>()?,
     };
-    Ok(List::from_nodes(nodes, fill))
+    Ok(match encoding {
+        Encoding::Ziplist => List::quicklist_from_nodes(nodes, fill),
+        _ => List::from_nodes(nodes, fill),
+    })
 }
 
 fn intset_of(values: &[i64], width: u8) -> IntSet {
@@ -137,8 +141,10 @@ fn set_from_rdb(members: Vec<Vec<u8>>, encoding: Encoding, limits: SetLimits) ->
             if members.len() > limits.intset_entries {
                 return Ok(table_set(&members, limits));
             }
-            let mut values: Vec<i64> =
-                members.iter().map(|m| parse_i64(m).ok_or("intset member is not an integer")).collect::<Result<_, _>>()?;
+            let mut values: Vec<i64> = members
+                .iter()
+                .map(|m| parse_i64(m).ok_or("intset member is not an integer"))
+                .collect::<Result<_, _>>()?;
             values.sort_unstable();
             values.dedup();
             Ok(Set::from_intset(intset_of(&values, width)))
@@ -200,7 +206,9 @@ fn hash_from_rdb(pairs: Vec<(Vec<u8>, Vec<u8>)>, encoding: Encoding, limits: &Li
 
 fn zset_from_rdb(items: Vec<(Vec<u8>, f64)>, encoding: Encoding, limits: zset::Limits) -> Result<ZSet, String> {
     match encoding {
-        Encoding::Listpack | Encoding::Ziplist => Ok(ZSet::from_listpack(checked_listpack(zset_listpack(&items))?, limits)),
+        Encoding::Listpack | Encoding::Ziplist => {
+            Ok(ZSet::from_listpack(checked_listpack(zset_listpack(&items))?, limits))
+        }
         _ => Ok(ZSet::from_pairs(items, limits)),
     }
 }
@@ -227,10 +235,10 @@ fn stream_from_rdb(s: rdb::Stream, node_limits: NodeLimits) -> Result<Stream, St
             group.consumers.insert(Arc::from(c.name), consumer);
         }
         for p in g.pending {
-            let owner = group
-                .consumer_name(&p.consumer)
-                .ok_or_else(|| format!("stream PEL entry {} has no consumer", p.id))?;
-            let entry = PendingEntry { consumer: owner, delivery_time: p.delivery_time_ms, delivery_count: p.delivery_count };
+            let owner =
+                group.consumer_name(&p.consumer).ok_or_else(|| format!("stream PEL entry {} has no consumer", p.id))?;
+            let entry =
+                PendingEntry { consumer: owner, delivery_time: p.delivery_time_ms, delivery_count: p.delivery_count };
             group.pel.insert(p.id, entry);
         }
         stream.groups.insert(g.name.into_boxed_slice(), group);
@@ -299,7 +307,11 @@ fn stream_payload(s: &Stream) -> StreamPayload<Cow<'_, [u8]>> {
             pel: g
                 .pel
                 .iter()
-                .map(|(id, p)| StreamNack { id: *id, delivery_time_ms: p.delivery_time, delivery_count: p.delivery_count })
+                .map(|(id, p)| StreamNack {
+                    id: *id,
+                    delivery_time_ms: p.delivery_time,
+                    delivery_count: p.delivery_count,
+                })
                 .collect(),
             consumers: g
                 .consumers

@@ -585,6 +585,20 @@ impl List {
         list
     }
 
+    /// A quicklist of `nodes` whatever their size: Valkey's loader leaves a
+    /// list read from a ziplist (an RDB file older than quicklists) in
+    /// that encoding. Empty listpacks are skipped.
+    pub fn quicklist_from_nodes(nodes: impl IntoIterator<Item = Node>, fill: i64) -> List {
+        let mut ql = Quicklist::new(fill);
+        for node in nodes {
+            if node.count() > 0 {
+                ql.count += node.count();
+                ql.nodes.push_back(node);
+            }
+        }
+        List { repr: Repr::Quicklist(ql) }
+    }
+
     /// The name OBJECT ENCODING reports.
     pub fn encoding_name(&self) -> &'static str {
         match self.repr {

@@ -12,15 +12,16 @@
 
 mod group;
 mod node;
+mod node_map;
 mod radix;
 
 use ferrokey_formats::listpack::Listpack;
 pub use ferrokey_formats::rdb::StreamId;
-use std::collections::btree_map;
-use std::collections::BTreeMap;
+use std::collections::{vec_deque, BTreeMap};
 
 pub use group::{Consumer, ConsumerGroup, PendingEntry, UNKNOWN_ENTRIES_READ};
 use node::{Master, NodeCursor, RawEntry};
+use node_map::NodeMap;
 
 /// The smallest and largest ids.
 pub const MIN_ID: StreamId = StreamId { ms: 0, seq: 0 };
@@ -73,7 +74,7 @@ pub enum Trim {
 /// The entries of a stream and their metadata.
 #[derive(Clone, Debug, Default)]
 pub struct Entries {
-    nodes: BTreeMap<StreamId, Listpack>,
+    nodes: NodeMap,
     length: u64,
     /// The id of the last entry ever added (or set by XSETID).
     pub last_id: StreamId,
@@ -146,7 +147,7 @@ impl Entries {
 
     /// The nodes with their master ids, in order (XINFO, RDB).
     pub fn nodes(&self) -> impl DoubleEndedIterator<Item = (&StreamId, &Listpack)> {
-        self.nodes.iter()
+        self.nodes.iter().map(|(key, lp)| (key, lp))
     }
 
     pub fn node_count(&self) -> usize {
@@ -155,13 +156,11 @@ impl Entries {
 
     /// The node count of Valkey's radix tree for these nodes (XINFO).
     pub fn radix_tree_nodes(&self) -> usize {
-        radix::node_count(self.nodes.keys().copied())
+        radix::node_count(self.nodes.iter().map(|(key, _)| *key))
     }
 
     fn heap_size(&self) -> usize {
-        // Node map entries (key, listpack handle, tree overhead) plus the
-        // listpack bytes themselves.
-        self.nodes.values().map(|lp| 64 + lp.total_bytes()).sum()
+        self.nodes.heap_size()
     }
 
     /// Appends an entry with the given id (greater than `last_id`, checked
@@ -172,27 +171,26 @@ impl Entries {
             0 => MAX_ENTRY_BYTES as u64,
             n => n.min(MAX_ENTRY_BYTES as u64),
         };
-        let tail_has_room = match self.nodes.last_key_value() {
-            None => false,
-            Some((_, lp)) => {
-                let bytes_ok = ((lp.total_bytes() + added_bytes) as u64) < max_bytes;
-                let entries_ok = limits.max_entries == 0
-                    || Master::read(lp).is_some_and(|m| m.live.saturating_add(m.deleted) < limits.max_entries);
-                bytes_ok && entries_ok
-            }
+        let has_room = |lp: &Listpack| {
+            let bytes_ok = ((lp.total_bytes() + added_bytes) as u64) < max_bytes;
+            let entries_ok = limits.max_entries == 0
+                || Master::read(lp).is_some_and(|m| m.live.saturating_add(m.deleted) < limits.max_entries);
+            bytes_ok && entries_ok
         };
-        match self.nodes.last_entry() {
-            Some(mut tail) if tail_has_room => {
-                let master_id = *tail.key();
-                node::append(tail.get_mut(), master_id, id, pairs);
+        let appended = match self.nodes.last_mut() {
+            Some((master_id, lp)) if has_room(lp) => {
+                node::append(lp, master_id, id, pairs);
+                true
             }
-            tail => {
+            Some((_, full)) => {
                 // The full node will not grow again: give back its slack.
-                if let Some(mut tail) = tail {
-                    tail.get_mut().shrink_to_fit();
-                }
-                self.nodes.insert(id, node::new_node(id, pairs));
+                full.shrink_to_fit();
+                false
             }
+            None => false,
+        };
+        if !appended {
+            self.nodes.push_last(id, node::new_node(id, pairs));
         }
         self.length += 1;
         self.entries_added += 1;
@@ -205,12 +203,14 @@ impl Entries {
     /// Live entries from `start` to `end` inclusive, forward or backward.
     pub fn range(&self, start: StreamId, end: StreamId, rev: bool) -> Range<'_> {
         let nodes = if rev {
-            self.nodes.range(..=end)
+            match self.nodes.floor(end) {
+                Some(last) => self.nodes.iter_to(last),
+                None => self.nodes.iter_from(self.nodes.len()),
+            }
         } else {
             // Begin at the node that may hold `start`: the last one keyed
             // at or below it.
-            let from = self.nodes.range(..=start).next_back().map(|(k, _)| *k).unwrap_or(MIN_ID);
-            self.nodes.range(from..)
+            self.nodes.iter_from(self.nodes.floor(start).unwrap_or(0))
         };
         Range { nodes, cursor: None, start, end, rev, done: start > end }
     }
@@ -238,15 +238,14 @@ impl Entries {
     /// Deletes a live entry; returns whether there was one. Keeps the
     /// largest deleted id but not the first id (see [`Entries::delete_ids`]).
     fn delete_one(&mut self, id: StreamId) -> bool {
-        // Only the node keyed at or below the id can hold it.
-        let Some(master_id) = self.nodes.range(..=id).next_back().map(|(k, _)| *k) else { return false };
-        let Some(lp) = self.nodes.get_mut(&master_id) else { return false };
+        let Some(index) = self.nodes.floor(id) else { return false };
+        let Some((master_id, lp)) = self.nodes.get_mut(index) else { return false };
         let found = NodeCursor::new(lp, master_id, false)
             .and_then(|mut cursor| cursor.find(|e| e.id >= id))
             .filter(|e| e.id == id && !e.is_deleted());
         let Some(entry) = found else { return false };
         if !node::mark_deleted(lp, &entry) {
-            self.nodes.remove(&master_id);
+            self.nodes.remove(index);
         }
         self.length -= 1;
         true
@@ -282,24 +281,23 @@ impl Entries {
     /// Returns the number of entries removed.
     pub fn trim(&mut self, how: Trim, approx: bool, limit: u64) -> u64 {
         let mut deleted = 0u64;
-        while let Some(mut first) = self.nodes.first_entry() {
+        while let Some((master_id, first)) = self.nodes.first_mut() {
             if let Trim::MaxLen(max) = how {
                 if self.length <= max {
                     break;
                 }
             }
-            let master_id = *first.key();
-            let Some(master) = Master::read(first.get()) else { break };
+            let Some(master) = Master::read(first) else { break };
             let live = master.live.max(0) as u64;
             if limit != 0 && deleted + live > limit {
                 break;
             }
             let whole_node = match how {
                 Trim::MaxLen(max) => self.length - live >= max,
-                Trim::MinId(min) => node::last_id(first.get(), master_id).is_some_and(|last| last < min),
+                Trim::MinId(min) => node::last_id(first, master_id).is_some_and(|last| last < min),
             };
             if whole_node {
-                first.remove();
+                self.nodes.remove_first();
                 self.length -= live;
                 deleted += live;
                 continue;
@@ -312,7 +310,7 @@ impl Entries {
             // on the way stay valid while they are rewritten.
             let mut to_flag = Vec::new();
             let mut length = self.length;
-            for entry in NodeCursor::new(first.get(), master_id, false).into_iter().flatten() {
+            for entry in NodeCursor::new(first, master_id, false).into_iter().flatten() {
                 let stop = match how {
                     Trim::MaxLen(max) => length <= max,
                     Trim::MinId(min) => entry.id >= min,
@@ -327,10 +325,10 @@ impl Entries {
             }
             let flagged = to_flag.len() as u64;
             for entry in &to_flag {
-                node::set_flags(first.get_mut(), entry.at, entry.flags | node::DELETED);
+                node::set_flags(first, entry.at, entry.flags | node::DELETED);
             }
             self.length = length;
-            node::set_counts(first.get_mut(), master.live - flagged as i64, master.deleted + flagged as i64);
+            node::set_counts(first, master.live - flagged as i64, master.deleted + flagged as i64);
             deleted += flagged;
             break;
         }
@@ -388,7 +386,7 @@ impl Entries {
 
 /// The iterator of [`Entries::range`].
 pub struct Range<'a> {
-    nodes: btree_map::Range<'a, StreamId, Listpack>,
+    nodes: vec_deque::Iter<'a, (StreamId, Listpack)>,
     cursor: Option<NodeCursor<'a>>,
     start: StreamId,
     end: StreamId,
@@ -510,7 +508,8 @@ mod tests {
             entries.append(id(ms, 0), &[b"f", b"v"], limits);
         }
         // Approximate trimming only removes whole nodes.
-        assert_eq!(entries.trim(Trim::MaxLen(7), true, 0), 4);
+        assert_eq!(entries.trim(Trim::MaxLen(7), true, 0), 0);
+        assert_eq!(entries.trim(Trim::MaxLen(6), true, 0), 4);
         assert_eq!(entries.len(), 6);
         assert_eq!(entries.trim(Trim::MaxLen(4), false, 0), 2);
         assert_eq!(ids(entries.range(MIN_ID, MAX_ID, false)), [7, 8, 9, 10].map(|ms| id(ms, 0)));

@@ -693,6 +693,14 @@ impl ZSet {
         }
         self.repr = Repr::Packed(lp);
     }
+
+    /// Converts a listpack to the big encoding whatever its size: SORT
+    /// does this to the sorted sets it reads, as Valkey's does.
+    pub fn convert_to_skiplist(&mut self) {
+        if matches!(self.repr, Repr::Packed(_)) {
+            self.convert_to_big(self.len());
+        }
+    }
 }
 
 /// The offset and score of a member in a sorted set listpack.
