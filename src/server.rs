@@ -189,10 +189,31 @@ async fn serve(config: Config) -> i32 {
     let shutdown_notify = state.borrow().shutdown_notify.clone();
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
-    tokio::select! {
-        _ = shutdown_notify.notified() => log_notice!("User requested shutdown..."),
-        _ = next_signal(&mut sigterm) => log_warning!("Received SIGTERM scheduling shutdown..."),
-        _ = next_signal(&mut sigint) => log_warning!("Received SIGINT scheduling shutdown..."),
+    loop {
+        let by_signal = tokio::select! {
+            _ = shutdown_notify.notified() => {
+                // SHUTDOWN already made the final save (or was told to skip it).
+                log_notice!("User requested shutdown...");
+                false
+            }
+            _ = next_signal(&mut sigterm) => {
+                log_warning!("Received SIGTERM scheduling shutdown...");
+                true
+            }
+            _ = next_signal(&mut sigint) => {
+                log_warning!("Received SIGINT scheduling shutdown...");
+                true
+            }
+        };
+        if by_signal && !crate::persistence::before_exit(&state.borrow()) {
+            // Exiting now would lose acknowledged writes: keep serving, as
+            // Valkey does, until a save can succeed or SHUTDOWN NOSAVE.
+            log_warning!(
+                "SIGTERM received but errors trying to shut down the server, check the logs for more information"
+            );
+            continue;
+        }
+        break;
     }
     finish_shutdown(&state.borrow());
     0
@@ -209,7 +230,6 @@ async fn next_signal(signal: &mut Option<tokio::signal::unix::Signal>) {
 }
 
 fn finish_shutdown(state: &ServerState) {
-    crate::persistence::before_exit(state);
     if !state.config.pidfile.is_empty() {
         log_notice!("Removing the pid file.");
         let _ = std::fs::remove_file(&state.config.pidfile);

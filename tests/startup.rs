@@ -146,3 +146,31 @@ fn sigint_stops_cleanly() {
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     assert!(wait_exit(&mut child).success());
 }
+
+#[test]
+fn a_failed_final_save_keeps_the_server_running() {
+    let top = tempfile::tempdir().unwrap();
+    let dir = top.path().join("data");
+    std::fs::create_dir(&dir).unwrap();
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .args(["--port", &port.to_string(), "--dir", dir.to_str().unwrap(), "--save", "900 1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_for_port(port));
+    let mut c = RawConn::connect(port);
+    assert_eq!(c.cmd(&[b"SET", b"k", b"v"]), b"+OK\r\n");
+    // With its directory gone the final save cannot be written: neither
+    // SHUTDOWN nor SIGTERM may exit and lose the write.
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(c.cmd(&[b"SHUTDOWN"]), b"-ERR Errors trying to SHUTDOWN. Check logs.\r\n");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(child.try_wait().unwrap().is_none(), "exited although the save failed");
+    assert_eq!(c.cmd(&[b"GET", b"k"]), b"$1\r\nv\r\n");
+    // Only an explicit NOSAVE gives the write up.
+    c.send(&[b"SHUTDOWN", b"NOSAVE"]);
+    assert!(wait_exit(&mut child).success());
+}

@@ -70,15 +70,14 @@ fn time(ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
 /// SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]. On success nothing is
 /// replied: the server stops and the connection closes.
 fn shutdown(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
-    let (mut save, mut nosave, mut abort, mut flagged) = (false, false, false, false);
+    let (mut save, mut nosave, mut abort, mut flagged, mut force) = (false, false, false, false, false);
     for arg in &args[1..] {
         match arg.to_ascii_lowercase().as_slice() {
             b"nosave" => nosave = true,
             b"save" => save = true,
-            // NOW skips waiting for replicas to catch up and FORCE ignores
-            // save errors; ferrokey has no replicas to wait for and nothing
-            // to save yet, so both only count as flags for the checks below.
-            b"now" | b"force" => {}
+            // NOW skips waiting for replicas to catch up: there are none.
+            b"now" => {}
+            b"force" => force = true,
             b"abort" => abort = true,
             _ => return Err(errors::SYNTAX.into()),
         }
@@ -100,7 +99,15 @@ fn shutdown(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     } else {
         ShutdownMode::Default
     };
-    ctx.srv.request_shutdown(mode);
+    // The final save happens here, so a failure can still be answered: the
+    // server keeps running rather than exit with writes unsaved (unless
+    // FORCE says to exit anyway).
+    ctx.srv.shutdown = Some(mode);
+    if !crate::persistence::before_exit(ctx.srv) && !force {
+        ctx.srv.shutdown = None;
+        return Err("ERR Errors trying to SHUTDOWN. Check logs.".into());
+    }
+    ctx.srv.request_shutdown(ShutdownMode::NoSave);
     // Valkey exits on the spot: no later command of a pipeline may run.
     ctx.client.info.close_requested.set(true);
     Ok(())

@@ -52,8 +52,11 @@ pub struct SetContext {
     pub local_client: bool,
 }
 
-/// The directives with typed fields below: the ones the server acts on.
-/// Any other directive given a non-default value is reported as ignored.
+/// The directives the server acts on (most have typed fields below). Any
+/// other directive given a non-default value is logged at start as
+/// accepted but ignored, so an operator knows it has no effect yet: the
+/// AOF directives and `maxmemory` are parsed and validated but are not in
+/// this list until journalling and eviction exist.
 const IMPLEMENTED: &[&str] = &[
     "port",
     "bind",
@@ -71,14 +74,12 @@ const IMPLEMENTED: &[&str] = &[
     "daemonize",
     "pidfile",
     "save",
-    "appendonly",
-    "appendfsync",
-    "appenddirname",
-    "appendfilename",
+    "rdbcompression",
+    "rdbchecksum",
+    "stop-writes-on-bgsave-error",
     "hz",
     "proto-max-bulk-len",
     "client-query-buffer-limit",
-    "maxmemory",
     "list-max-listpack-size",
     "hash-max-listpack-entries",
     "hash-max-listpack-value",
@@ -87,6 +88,12 @@ const IMPLEMENTED: &[&str] = &[
     "set-max-listpack-value",
     "zset-max-listpack-entries",
     "zset-max-listpack-value",
+    "hll-sparse-max-bytes",
+    "slowlog-log-slower-than",
+    "slowlog-max-len",
+    "latency-monitor-threshold",
+    "latency-tracking",
+    "latency-tracking-info-percentiles",
     "enable-debug-command",
 ];
 
