@@ -281,7 +281,9 @@ pub fn serve_ready(st: &mut ServerState) {
             // and neither does a value of another type than the one awaited.
             match st.dbs[parked.db].peek(&key).filter(|e| !e.is_expired(now_ms)) {
                 None if !parked.wake_on_delete => continue,
-                Some(e) if parked.wants_type.is_some_and(|t| t != e.value.type_name()) => continue,
+                Some(e) if !parked.wake_on_delete && parked.wants_type.is_some_and(|t| t != e.value.type_name()) => {
+                    continue
+                }
                 _ => {}
             }
             let info = parked.info.clone();

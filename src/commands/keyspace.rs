@@ -371,6 +371,8 @@ fn flushdb(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let removed = ctx.srv.dbs[idx].len();
     let old = ctx.srv.dbs[idx].clear();
     release(vec![old], asynchronous);
+    // Readers waiting on a deleted stream must hear of it.
+    ctx.srv.blocking.signal_all();
     ctx.dirty(removed as u64);
     ctx.out.ok();
     Ok(())
@@ -387,6 +389,7 @@ fn flushall(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
         }
     }
     release(old, asynchronous);
+    ctx.srv.blocking.signal_all();
     ctx.dirty(removed as u64);
     ctx.out.ok();
     Ok(())

@@ -604,7 +604,7 @@ fn parse_read_args<'a>(args: &[&'a [u8]], group_form: bool, now_ms: i64) -> Resu
         } else if is_opt(opt, "streams") && more > 0 {
             parsed.streams_at = i + 1;
             let listed = args.len() - parsed.streams_at;
-            if listed % 2 != 0 {
+            if !listed.is_multiple_of(2) {
                 let symbol = if group_form { '>' } else { '$' };
                 return Err(format!(
                     "ERR Unbalanced '{name}' list of streams: for each stream key an ID or '{symbol}' must be specified."
@@ -691,14 +691,6 @@ fn read_streams(ctx: &mut Ctx, args: &[&[u8]], group_form: bool) -> CmdResult {
     let keys = &args[read.streams_at..read.streams_at + read.stream_count];
     let id_args = &args[read.streams_at + read.stream_count..];
 
-    // A parked XREAD runs again whenever one of its keys is written; as in
-    // Valkey, only a stream with something new wakes it (a key turned into
-    // another type, for one, leaves it waiting).
-    let rerun = ctx.srv.blocking.is_parked(ctx.client.info.id);
-    if rerun && !group_form && !any_stream_ready(ctx, keys, id_args) {
-        return block_reader(ctx, &read, keys, None, group_form);
-    }
-
     let mut ids = Vec::with_capacity(keys.len());
     for (key, id_arg) in keys.iter().zip(id_args) {
         let (stream, _) = lookup_stream(ctx, key, Lookup::Read)?;
@@ -783,19 +775,6 @@ fn reply_stream_name(out: &mut Reply, key: &[u8]) {
         out.array(2);
     }
     out.bulk(key);
-}
-
-/// Whether one of the streams has an entry after the id asked for.
-fn any_stream_ready(ctx: &mut Ctx, keys: &[&[u8]], id_args: &[&[u8]]) -> bool {
-    let now_ms = ctx.now_ms;
-    let db = ctx.db();
-    keys.iter().zip(id_args).any(|(key, id_arg)| match db.get(key, now_ms).map(|e| &e.value) {
-        Some(Value::Stream(stream)) => match resolve_read_id(id_arg, Some(stream), false) {
-            Ok(after) => stream.entries.last_live_id().is_some_and(|top| top > after),
-            Err(_) => true,
-        },
-        _ => false,
-    })
 }
 
 /// Parks the reader until one of its streams is written (or, for

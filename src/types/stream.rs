@@ -225,11 +225,6 @@ impl Entries {
         self.range(MIN_ID, MAX_ID, true).next().map(|e| e.id)
     }
 
-    /// Whether a live entry has this id.
-    pub fn contains(&self, id: StreamId) -> bool {
-        self.range(id, id, false).next().is_some()
-    }
-
     /// The live entry with this id.
     pub fn get(&self, id: StreamId) -> Option<EntryRef<'_>> {
         self.range(id, id, false).next()
