@@ -9,7 +9,7 @@ use ferrokey_formats::resp::parse_i64;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use super::args::{c_str, parse_scan_cursor};
+use super::args::{c_str, parse_scan_cursor, parse_scan_options, ScanTarget};
 use crate::command::{arity_error, errors, CmdError, CmdResult, Ctx, Handler, Lookup};
 use crate::db::Entry;
 use crate::glob::glob_match;
@@ -410,37 +410,8 @@ fn hscan(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
         out.array(0);
         return Ok(());
     };
-    let mut count = 10usize;
-    let mut pattern: Option<&[u8]> = None;
-    let mut fields_only = false;
-    let mut i = 3;
-    while i < args.len() {
-        let option = c_str(args[i]);
-        let value = args.get(i + 1).copied();
-        match value {
-            Some(n) if option.eq_ignore_ascii_case(b"count") => {
-                let n = parse_i64(n).ok_or(CmdError::from(errors::NOT_INTEGER))?;
-                if n < 1 {
-                    return Err(errors::SYNTAX.into());
-                }
-                count = usize::try_from(n).unwrap_or(usize::MAX);
-                i += 2;
-            }
-            Some(p) if option.eq_ignore_ascii_case(b"match") => {
-                // "*" matches everything: no filtering at all.
-                pattern = (p != b"*").then_some(p);
-                i += 2;
-            }
-            _ if option.eq_ignore_ascii_case(b"novalues") => {
-                fields_only = true;
-                i += 1;
-            }
-            _ if option.eq_ignore_ascii_case(b"noscores") => {
-                return Err("ERR NOSCORES option can only be used in ZSCAN".into());
-            }
-            _ => return Err(errors::SYNTAX.into()),
-        }
-    }
+    let options = parse_scan_options(args, 3, ScanTarget::Hash)?;
+    let (count, pattern, fields_only) = (options.count, options.pattern, options.no_values);
     let mut found: Vec<Item<'_>> = Vec::new();
     let next_cursor = hash.scan(cursor, count, |field, value| {
         let matches = pattern.is_none_or(|p| field.with_bytes(|f| glob_match(p, f, false)));

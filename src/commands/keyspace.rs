@@ -9,7 +9,7 @@
 
 use ferrokey_formats::resp::parse_i64;
 
-use super::args::{c_string_lossy, parse_scan_cursor};
+use super::args::{c_string_lossy, parse_scan_cursor, parse_scan_options, ScanTarget};
 use crate::command::{errors, CmdError, CmdResult, Ctx, Handler, Lookup};
 use crate::db::{Entry, KeyTable, NO_EXPIRE};
 use crate::glob::glob_match;
@@ -162,44 +162,8 @@ const TYPE_NAMES: &[&str] = &["string", "list", "set", "zset", "hash", "stream"]
 
 fn scan(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let cursor = parse_scan_cursor(args[1]).ok_or(CmdError::from("ERR invalid cursor"))?;
-    let mut count = 10usize;
-    let mut pattern: Option<&[u8]> = None;
-    let mut wanted_type: Option<&str> = None;
-    let mut i = 2;
-    while i < args.len() {
-        let option = args[i];
-        let value = args.get(i + 1).copied();
-        match value {
-            Some(n) if option.eq_ignore_ascii_case(b"count") => {
-                let n = parse_i64(n).ok_or(CmdError::from(errors::NOT_INTEGER))?;
-                if n < 1 {
-                    return Err(errors::SYNTAX.into());
-                }
-                count = usize::try_from(n).unwrap_or(usize::MAX);
-                i += 2;
-            }
-            Some(p) if option.eq_ignore_ascii_case(b"match") => {
-                // "*" matches everything: no filtering at all.
-                pattern = (p != b"*").then_some(p);
-                i += 2;
-            }
-            Some(t) if option.eq_ignore_ascii_case(b"type") => {
-                let name = TYPE_NAMES.iter().find(|name| t.eq_ignore_ascii_case(name.as_bytes()));
-                let Some(name) = name else {
-                    return Err(format!("ERR unknown type name '{}'", c_string_lossy(t)).into());
-                };
-                wanted_type = Some(name);
-                i += 2;
-            }
-            _ if option.eq_ignore_ascii_case(b"novalues") => {
-                return Err("ERR NOVALUES option can only be used in HSCAN".into());
-            }
-            _ if option.eq_ignore_ascii_case(b"noscores") => {
-                return Err("ERR NOSCORES option can only be used in ZSCAN".into());
-            }
-            _ => return Err(errors::SYNTAX.into()),
-        }
-    }
+    let options = parse_scan_options(args, 2, ScanTarget::Keyspace { types: TYPE_NAMES })?;
+    let (count, pattern, wanted_type) = (options.count, options.pattern, options.type_name);
     let now = ctx.now_ms;
     let (db, out) = ctx.db_out();
     let mut found: Vec<Box<[u8]>> = Vec::new();

@@ -16,7 +16,7 @@ use ferrokey_formats::resp::parse_i64;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use super::args::parse_scan_cursor;
+use super::args::{parse_scan_cursor, parse_scan_options, ScanTarget};
 use crate::command::{errors, CmdError, CmdResult, Ctx, Handler, Lookup};
 use crate::db::Entry;
 use crate::glob::glob_match;
@@ -633,32 +633,8 @@ fn sscan(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
         return Ok(());
     };
     let set = set_ref(entry)?;
-    let mut count = 10usize;
-    let mut pattern: Option<&[u8]> = None;
-    let mut i = 3;
-    while i < args.len() {
-        let option = args[i];
-        let value = args.get(i + 1).copied();
-        match value {
-            Some(n) if option.eq_ignore_ascii_case(b"count") => {
-                let n = parse_i64(n).ok_or(CmdError::from(errors::NOT_INTEGER))?;
-                if n < 1 {
-                    return Err(errors::SYNTAX.into());
-                }
-                count = usize::try_from(n).unwrap_or(usize::MAX);
-            }
-            // "*" matches everything: no filtering at all.
-            Some(p) if option.eq_ignore_ascii_case(b"match") => pattern = (p != b"*").then_some(p),
-            _ if option.eq_ignore_ascii_case(b"novalues") => {
-                return Err("ERR NOVALUES option can only be used in HSCAN".into());
-            }
-            _ if option.eq_ignore_ascii_case(b"noscores") => {
-                return Err("ERR NOSCORES option can only be used in ZSCAN".into());
-            }
-            _ => return Err(errors::SYNTAX.into()),
-        }
-        i += 2;
-    }
+    let options = parse_scan_options(args, 3, ScanTarget::Set)?;
+    let (count, pattern) = (options.count, options.pattern);
     let matches = |member: &[u8]| pattern.is_none_or(|p| glob_match(p, member, false));
     let mut found: Vec<Vec<u8>> = Vec::new();
     let next_cursor = set

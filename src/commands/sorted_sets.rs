@@ -16,7 +16,7 @@ use ferrokey_formats::resp::parse_i64;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use super::args::{c_str, parse_scan_cursor};
+use super::args::{c_str, parse_scan_cursor, parse_scan_options, ScanTarget};
 use crate::blocking::{parse_timeout, TimeoutReply};
 use crate::command::{arity_error, errors, CmdError, CmdResult, Ctx, Handler, Lookup};
 use crate::db::Entry;
@@ -908,31 +908,8 @@ fn zscan(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
         out.array(0);
         return Ok(());
     };
-    let mut count = 10usize;
-    let mut pattern: Option<&[u8]> = None;
-    let mut no_scores = false;
-    let mut i = 3;
-    while i < args.len() {
-        let more = args.len() - i;
-        if is(args[i], "count") && more >= 2 {
-            let n = parse_long(args[i + 1])?;
-            if n < 1 {
-                return Err(errors::SYNTAX.into());
-            }
-            count = usize::try_from(n).unwrap_or(usize::MAX);
-            i += 2;
-        } else if is(args[i], "match") && more >= 2 {
-            pattern = Some(args[i + 1]).filter(|p| *p != b"*");
-            i += 2;
-        } else if is(args[i], "novalues") {
-            return Err("ERR NOVALUES option can only be used in HSCAN".into());
-        } else if is(args[i], "noscores") {
-            no_scores = true;
-            i += 1;
-        } else {
-            return Err(errors::SYNTAX.into());
-        }
-    }
+    let options = parse_scan_options(args, 3, ScanTarget::SortedSet)?;
+    let (count, pattern, no_scores) = (options.count, options.pattern, options.no_scores);
     let matches = |member: &[u8]| pattern.is_none_or(|p| glob_match(p, member, false));
     let mut found: Vec<Vec<u8>> = Vec::new();
     let next_cursor = if let Some(lp) = zset.as_listpack() {
