@@ -56,65 +56,6 @@ impl fmt::Display for LzfError {
 
 impl std::error::Error for LzfError {}
 
-/// Decompress `input` into exactly `out.len()` bytes.
-pub fn decompress_into(input: &[u8], out: &mut [u8]) -> Result<(), LzfError> {
-    let mut ip = 0usize;
-    let mut op = 0usize;
-    let end = out.len();
-    while ip < input.len() {
-        let ctrl = input[ip] as usize;
-        let chunk_start = ip;
-        ip += 1;
-        if ctrl < 32 {
-            let run = ctrl + 1;
-            if op + run > end {
-                return Err(LzfError::OutputOverflow { at: chunk_start });
-            }
-            if ip + run > input.len() {
-                return Err(LzfError::TruncatedInput { at: chunk_start });
-            }
-            out[op..op + run].copy_from_slice(&input[ip..ip + run]);
-            ip += run;
-            op += run;
-        } else {
-            let mut len = ctrl >> 5;
-            if len == 7 {
-                let Some(&extra) = input.get(ip) else {
-                    return Err(LzfError::TruncatedInput { at: chunk_start });
-                };
-                len += extra as usize;
-                ip += 1;
-            }
-            let Some(&low) = input.get(ip) else {
-                return Err(LzfError::TruncatedInput { at: chunk_start });
-            };
-            ip += 1;
-            let distance = (((ctrl & 0x1f) << 8) | low as usize) + 1;
-            let count = len + 2;
-            if op + count > end {
-                return Err(LzfError::OutputOverflow { at: chunk_start });
-            }
-            if distance > op {
-                return Err(LzfError::BadReference { at: chunk_start });
-            }
-            let from = op - distance;
-            if distance >= count {
-                out.copy_within(from..from + count, op);
-            } else {
-                // Overlapping copy: byte by byte repeats the pattern.
-                for i in 0..count {
-                    out[op + i] = out[from + i];
-                }
-            }
-            op += count;
-        }
-    }
-    if op != end {
-        return Err(LzfError::ShortOutput { produced: op, expected: end });
-    }
-    Ok(())
-}
-
 /// Decompress `input`, which must expand to exactly `expected_len` bytes.
 ///
 /// The output grows as it is produced (the announced length is only a
@@ -382,9 +323,6 @@ mod tests {
         if let Some(c) = compress(data, data.len() + data.len() / 16 + 64) {
             let d = decompress(&c, data.len()).expect("decompress");
             assert_eq!(d, data);
-            let mut buf = vec![0u8; data.len()];
-            decompress_into(&c, &mut buf).expect("decompress_into");
-            assert_eq!(buf, data);
         } else {
             assert!(data.is_empty());
         }

@@ -6,6 +6,9 @@
 //! developer machines and in CI), falling back to the repository's own
 //! `fixtures/` copy of the small ones (`FERROKEY_FIXTURES=<dir>` overrides).
 
+mod common;
+
+use common::{fixtures_root, rdb_files};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Read;
@@ -18,40 +21,6 @@ use ferrokey_formats::rdb::{
     RdbKey, RdbReader, RdbValue, Stream,
 };
 use serde_json::{json, Map, Value};
-
-fn fixtures_root() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("FERROKEY_FIXTURES") {
-        return Some(PathBuf::from(dir));
-    }
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let shared = manifest.join("../../shared/fixtures");
-    if shared.join("rdb").is_dir() {
-        return Some(shared);
-    }
-    let local = manifest.join("../fixtures");
-    if local.join("rdb").is_dir() {
-        return Some(local);
-    }
-    None
-}
-
-fn rdb_files(root: &Path) -> Vec<PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        let Ok(rd) = fs::read_dir(dir) else { return };
-        let mut entries: Vec<_> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
-        entries.sort();
-        for p in entries {
-            if p.is_dir() {
-                walk(&p, out);
-            } else if p.extension().is_some_and(|e| e == "rdb") {
-                out.push(p);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&root.join("rdb"), &mut out);
-    out
-}
 
 fn expected_for(rdb: &Path) -> Option<Value> {
     let stem = rdb.file_stem()?.to_str()?;

@@ -21,6 +21,9 @@
 //! (`FERROKEY_FIXTURES=<dir>` overrides). valkey-server / valkey-check-rdb:
 //! `scripts/install-valkey.sh`.
 
+mod common;
+
+use common::{fixtures_root, rdb_files};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -43,34 +46,8 @@ use serde_json::Value;
 // Fixtures
 // ---------------------------------------------------------------------------
 
-fn fixtures_root() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("FERROKEY_FIXTURES") {
-        return Some(PathBuf::from(dir));
-    }
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    [manifest.join("../../shared/fixtures"), manifest.join("../fixtures")].into_iter().find(|c| c.join("rdb").is_dir())
-}
-
 fn root() -> PathBuf {
     fixtures_root().expect("no fixtures: expected ../shared/fixtures or fixtures/ (or set FERROKEY_FIXTURES)")
-}
-
-fn rdb_files(root: &Path) -> Vec<PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        let Ok(rd) = fs::read_dir(dir) else { return };
-        let mut entries: Vec<_> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
-        entries.sort();
-        for p in entries {
-            if p.is_dir() {
-                walk(&p, out);
-            } else if p.extension().is_some_and(|e| e == "rdb") {
-                out.push(p);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&root.join("rdb"), &mut out);
-    out
 }
 
 fn expected_path(rdb: &Path) -> Option<PathBuf> {

@@ -1078,21 +1078,35 @@ fn xclaim(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
         } else {
             previous_count + 1
         };
-        group.transfer(id, &consumer, delivery_time, delivery_count);
-        if just_id {
-            reply_id(out, id);
-        } else {
-            reply_entry(out, &entry);
-        }
+        claim_one(group, id, &consumer, (delivery_time, delivery_count), now_ms, (!just_id).then_some(&entry), out);
         claimed += 1;
-        if let Some(c) = group.consumers.get_mut(&consumer) {
-            c.active_time = now_ms;
-        }
         dirty += 1;
     }
     deferred.finish_array(out, claimed);
     ctx.dirty(dirty);
     Ok(())
+}
+
+/// Gives a pending entry to `consumer` (XCLAIM, XAUTOCLAIM): records the
+/// delivery (time, count), marks the consumer active, and answers the
+/// whole entry, or only its id (JUSTID: `entry` is None).
+fn claim_one(
+    group: &mut ConsumerGroup,
+    id: StreamId,
+    consumer: &Arc<[u8]>,
+    (delivery_time, delivery_count): (i64, u64),
+    now_ms: i64,
+    entry: Option<&EntryRef<'_>>,
+    out: &mut Reply,
+) {
+    group.transfer(id, consumer, delivery_time, delivery_count);
+    match entry {
+        Some(entry) => reply_entry(out, entry),
+        None => reply_id(out, id),
+    }
+    if let Some(c) = group.consumers.get_mut(consumer) {
+        c.active_time = now_ms;
+    }
 }
 
 /// XAUTOCLAIM key group consumer min-idle-time start [COUNT count] [JUSTID]
@@ -1160,17 +1174,9 @@ fn xautoclaim(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
             continue;
         }
         let delivery_count = pending.delivery_count + u64::from(!just_id);
-        group.transfer(id, &consumer, now_ms, delivery_count);
-        if just_id {
-            reply_id(out, id);
-        } else {
-            reply_entry(out, &entry);
-        }
+        claim_one(group, id, &consumer, (now_ms, delivery_count), now_ms, (!just_id).then_some(&entry), out);
         claimed += 1;
         count -= 1;
-        if let Some(c) = group.consumers.get_mut(&consumer) {
-            c.active_time = now_ms;
-        }
         dirty += 1;
     }
     claimed_at.finish_array(out, claimed);

@@ -411,6 +411,21 @@ fn packed_score(p: Packed<'_>) -> Option<f64> {
     }
 }
 
+/// Decodes the entries of a ziplist or listpack blob holding pairs (a
+/// small zset or hash), naming it for errors ("hash ziplist", ...).
+fn pair_blob_entries<'b>(
+    blob: &'b [u8],
+    ziplist: bool,
+    kind: &str,
+    at: u64,
+) -> Result<(String, Vec<Packed<'b>>, Encoding), RdbError> {
+    let (form, enc) = if ziplist { ("ziplist", Encoding::Ziplist) } else { ("listpack", Encoding::Listpack) };
+    let what = format!("{kind} {form}");
+    let decoded = if ziplist { ziplist_entries(blob) } else { listpack_entries(blob) };
+    let elems = decoded.map_err(|e| blob_err(at, &what, e))?;
+    Ok((what, elems, enc))
+}
+
 fn zset_from_pairs(items: &[Packed<'_>], at: u64, what: &str) -> Result<Vec<(Vec<u8>, f64)>, RdbError> {
     let mut out = Vec::with_capacity(items.len() / 2);
     for (m, s) in pairs(items, at, what)? {
@@ -595,33 +610,21 @@ fn read_object<R: BufRead>(src: &mut Source<R>, t: u8, type_at: u64) -> Result<D
         ZSET_ZIPLIST | ZSET_LISTPACK => {
             let at = src.pos();
             let blob = src.read_string()?;
-            let (what, elems) = if t == ZSET_ZIPLIST {
-                ("zset ziplist", ziplist_entries(&blob).map_err(|e| blob_err(at, "zset ziplist", e))?)
-            } else {
-                ("zset listpack", listpack_entries(&blob).map_err(|e| blob_err(at, "zset listpack", e))?)
-            };
+            let (what, elems, enc) = pair_blob_entries(&blob, t == ZSET_ZIPLIST, "zset", at)?;
             if elems.is_empty() {
                 // An odd-sized one is corrupt; an empty one is an empty key.
                 return Ok(DecodedObject::Empty);
             }
-            let items = zset_from_pairs(&elems, at, what)?;
-            let enc = if t == ZSET_ZIPLIST { Encoding::Ziplist } else { Encoding::Listpack };
-            value(RdbValue::SortedSet(items), enc)
+            value(RdbValue::SortedSet(zset_from_pairs(&elems, at, &what)?), enc)
         }
         HASH_ZIPLIST | HASH_LISTPACK => {
             let at = src.pos();
             let blob = src.read_string()?;
-            let (what, elems) = if t == HASH_ZIPLIST {
-                ("hash ziplist", ziplist_entries(&blob).map_err(|e| blob_err(at, "hash ziplist", e))?)
-            } else {
-                ("hash listpack", listpack_entries(&blob).map_err(|e| blob_err(at, "hash listpack", e))?)
-            };
+            let (what, elems, enc) = pair_blob_entries(&blob, t == HASH_ZIPLIST, "hash", at)?;
             if elems.is_empty() {
                 return Ok(DecodedObject::Empty);
             }
-            let items = hash_from_pairs(&elems, at, what)?;
-            let enc = if t == HASH_ZIPLIST { Encoding::Ziplist } else { Encoding::Listpack };
-            value(RdbValue::Hash(items), enc)
+            value(RdbValue::Hash(hash_from_pairs(&elems, at, &what)?), enc)
         }
         STREAM_LISTPACKS | STREAM_LISTPACKS_2 | STREAM_LISTPACKS_3 => {
             let s = read_stream(src, t)?;
