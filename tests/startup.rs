@@ -174,3 +174,25 @@ fn a_failed_final_save_keeps_the_server_running() {
     c.send(&[b"SHUTDOWN", b"NOSAVE"]);
     assert!(wait_exit(&mut child).success());
 }
+
+#[test]
+fn flushall_with_save_points_saves_the_empty_dataset_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let args = ["--port", &port.to_string(), "--dir", dir.path().to_str().unwrap(), "--save", "3600 1"];
+    let mut child = Command::new(BIN).args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    assert!(wait_for_port(port));
+    let mut c = RawConn::connect(port);
+    assert_eq!(c.cmd(&[b"SET", b"k", b"v"]), b"+OK\r\n");
+    assert_eq!(c.cmd(&[b"SAVE"]), b"+OK\r\n");
+    assert_eq!(c.cmd(&[b"FLUSHALL"]), b"+OK\r\n");
+    // A crash now must not bring `k` back from the older dump.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut child = Command::new(BIN).args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    assert!(wait_for_port(port));
+    let mut c = RawConn::connect(port);
+    assert_eq!(c.cmd(&[b"DBSIZE"]), b":0\r\n");
+    c.send(&[b"SHUTDOWN", b"NOSAVE"]);
+    assert!(wait_exit(&mut child).success());
+}

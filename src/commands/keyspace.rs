@@ -354,7 +354,12 @@ fn flushall(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     }
     release(old, asynchronous);
     ctx.srv.blocking.signal_all();
+    // FLUSHALL empties the function libraries too (FLUSHDB does not).
+    ctx.srv.persistence.functions.clear();
     ctx.dirty(removed as u64);
+    crate::persistence::after_flushall(ctx.srv);
+    // As in Valkey, the flush itself still counts as one change after the save.
+    ctx.dirty(1);
     ctx.out.ok();
     Ok(())
 }

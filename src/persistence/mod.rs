@@ -154,6 +154,21 @@ pub fn save_now(st: &mut ServerState) -> Result<(), String> {
     Ok(())
 }
 
+/// After FLUSHALL, as Valkey does: a running BGSAVE (of the old data) is
+/// killed, and with save points the now empty dataset is saved at once, so
+/// a restart cannot bring the flushed keys back from an older dump.
+pub fn after_flushall(st: &mut ServerState) {
+    if st.persistence.child.is_some() {
+        kill_child(st);
+        st.persistence.child = None;
+    }
+    if !st.config.save.is_empty() {
+        if let Err(e) = save_now(st) {
+            log_warning!("Error saving the DB after FLUSHALL: {e}");
+        }
+    }
+}
+
 /// Why a background save did not start.
 #[derive(Debug, PartialEq, Eq)]
 pub enum BgsaveError {
