@@ -9,13 +9,17 @@
 #
 #   scripts/rdb-speed.sh            # 1,000,000 keys, 3 rounds
 #   KEYS=200000 ROUNDS=5 scripts/rdb-speed.sh
+#   KEEP_DUMP=/tmp/mixed.rdb scripts/rdb-speed.sh   # also keep the data set (for profiling)
+# The build goes to $CARGO_TARGET_DIR when it is set (else target/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KEYS=${KEYS:-1000000}
 ROUNDS=${ROUNDS:-3}
 bash scripts/install-valkey.sh >/dev/null
 cargo build --release --quiet --bin ferrokey-server
-FERROKEY=$(pwd)/target/release/ferrokey-server
+target_dir=${CARGO_TARGET_DIR:-target}
+case "$target_dir" in /*) ;; *) target_dir=$(pwd)/$target_dir ;; esac
+FERROKEY=$target_dir/release/ferrokey-server
 work=$(mktemp -d)
 trap 'pkill -P $$ 2>/dev/null || true; rm -rf "$work"' EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -57,6 +61,7 @@ valkey-cli -p "$port" save >/dev/null
 valkey-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
 wait "$seed_pid" 2>/dev/null || true
 echo "data: $KEYS keys, dump.rdb $(stat -c %s "$work/seed/dump.rdb") bytes" >&2
+[ -z "${KEEP_DUMP:-}" ] || cp "$work/seed/dump.rdb" "$KEEP_DUMP"
 
 results="$work/results"
 for round in $(seq 1 "$ROUNDS"); do

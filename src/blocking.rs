@@ -245,8 +245,7 @@ fn waited_type(spec: &CommandSpec) -> Option<&'static str> {
 
 /// Hands a reply to a parked client's connection and wakes it.
 fn deliver(parked: &Parked, reply: &[u8]) {
-    parked.info.unblocked_output.borrow_mut().extend_from_slice(reply);
-    parked.info.wake.notify_one();
+    parked.info.push_output(reply);
 }
 
 /// Unparks a client with its timeout reply (deadline passed, or CLIENT

@@ -51,11 +51,20 @@ pub struct ClientInfo {
     pub kill: Notify,
     /// Parked by a blocking command (CLIENT LIST flag `b`).
     pub blocked: Cell<bool>,
-    /// The reply of a blocking command served while parked, waiting for
-    /// the connection to write it.
-    pub unblocked_output: RefCell<Vec<u8>>,
-    /// Wakes a parked connection once its reply is ready.
+    /// Output produced for this client outside its own command processing
+    /// (a parked command served, pub/sub messages, keyspace events),
+    /// waiting for its connection to write it.
+    pub pending_output: RefCell<Vec<u8>>,
+    /// Wakes the connection when `pending_output` has something, or a
+    /// parked client was served.
     pub wake: Notify,
+    /// Set when a key this client WATCHes changed: its next EXEC fails.
+    pub dirty_cas: Cell<bool>,
+    /// Inside MULTI: how many commands are queued (CLIENT LIST multi=).
+    pub multi_queued: Cell<Option<usize>>,
+    /// The keys this client WATCHes, by database. Shared so that a change
+    /// made by any client can unwatch everything of a client it dirtied.
+    pub watched: RefCell<Vec<(usize, Box<[u8]>)>>,
     /// Bytes read from and written to this connection (CLIENT LIST
     /// tot-net-in / tot-net-out); the connection loop adds to them.
     pub net_input_bytes: Cell<u64>,
@@ -93,8 +102,11 @@ impl ClientInfo {
             close_requested: Cell::new(false),
             kill: Notify::new(),
             blocked: Cell::new(false),
-            unblocked_output: RefCell::new(Vec::new()),
+            pending_output: RefCell::new(Vec::new()),
             wake: Notify::new(),
+            dirty_cas: Cell::new(false),
+            multi_queued: Cell::new(None),
+            watched: RefCell::new(Vec::new()),
             net_input_bytes: Cell::new(0),
             net_output_bytes: Cell::new(0),
             subscribed_channels: Cell::new(0),
@@ -107,6 +119,14 @@ impl ClientInfo {
     pub fn request_kill(&self) {
         self.close_requested.set(true);
         self.kill.notify_one();
+    }
+
+    /// Queues output for this client from outside its own command (another
+    /// client's PUBLISH, a served blocking command) and wakes its
+    /// connection to write it.
+    pub fn push_output(&self, bytes: &[u8]) {
+        self.pending_output.borrow_mut().extend_from_slice(bytes);
+        self.wake.notify_one();
     }
 
     /// Whether the client is in pub/sub mode (subscribed to anything).
@@ -127,11 +147,20 @@ pub struct Client {
     /// Inside MULTI or a script, blocking commands act as their
     /// non-blocking forms.
     pub no_blocking: bool,
+    /// The transaction being queued, between MULTI and EXEC/DISCARD.
+    pub multi: Option<crate::commands::transactions::MultiState>,
 }
 
 impl Client {
     pub fn new(info: Rc<ClientInfo>) -> Client {
-        Client { info, db: 0, resp3: false, block_request: None, no_blocking: false }
+        Client {
+            info,
+            db: 0,
+            resp3: false,
+            block_request: None,
+            no_blocking: false,
+            multi: None,
+        }
     }
 
     pub fn select(&mut self, db: usize) {

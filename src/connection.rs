@@ -85,6 +85,8 @@ pub fn accept(stream: TcpStream, peer: SocketAddr, state: &Rc<RefCell<ServerStat
         st.clients.by_id.remove(&info.id);
         // A client that leaves while parked leaves no trace in the queues.
         st.blocking.remove_client(info.id);
+        st.watches.unwatch_all(&info);
+        crate::pubsub::forget_client(&mut st, &info);
     });
 }
 
@@ -245,6 +247,13 @@ async fn serve(mut stream: TcpStream, state: &Rc<RefCell<ServerState>>, info: Rc
             tokio::select! {
                 r = stream.readable() => if r.is_err() { break },
                 _ = info.kill.notified() => break,
+                _ = info.wake.notified() => {
+                    // Messages for this client (pub/sub, keyspace events).
+                    if !write_pending_output(&mut stream, state, &info).await {
+                        break;
+                    }
+                    continue;
+                }
             }
             match read_into(&stream, &mut input, state, &info) {
                 ReadOutcome::Data => {}
@@ -294,14 +303,8 @@ async fn serve(mut stream: TcpStream, state: &Rc<RefCell<ServerState>>, info: Rc
             if !wait_while_parked(&stream, state, &info, &mut input).await {
                 break;
             }
-            let served = std::mem::take(&mut *info.unblocked_output.borrow_mut());
-            if !served.is_empty() {
-                if stream.write_all(&served).await.is_err() {
-                    break;
-                }
-                let mut st = state.borrow_mut();
-                st.stats.total_net_output_bytes += served.len() as u64;
-                info.net_output_bytes.set(info.net_output_bytes.get() + served.len() as u64);
+            if !write_pending_output(&mut stream, state, &info).await {
+                break;
             }
             must_read = false;
             continue;
@@ -313,6 +316,23 @@ async fn serve(mut stream: TcpStream, state: &Rc<RefCell<ServerState>>, info: Rc
     }
     return_buffer(input);
     return_buffer(out.buf);
+}
+
+/// Writes what was queued for the client from outside its own commands
+/// (see [`ClientInfo::push_output`]). Returns false when the peer is gone.
+async fn write_pending_output(stream: &mut TcpStream, state: &Rc<RefCell<ServerState>>, info: &ClientInfo) -> bool {
+    let pending = std::mem::take(&mut *info.pending_output.borrow_mut());
+    if pending.is_empty() {
+        return true;
+    }
+    if stream.write_all(&pending).await.is_err() {
+        return false;
+    }
+    let mut st = state.borrow_mut();
+    st.stats.total_net_output_bytes += pending.len() as u64;
+    info.net_output_bytes.set(info.net_output_bytes.get() + pending.len() as u64);
+    st.stats.total_writes_processed += 1;
+    true
 }
 
 /// Parses and executes every complete request in `input`; returns how many
@@ -366,35 +386,34 @@ pub fn process_input(
 }
 
 /// Runs one command: lookup, arity, auth and protection checks, then the
-/// handler. Errors become error replies; CLIENT REPLY OFF/SKIP swallow
-/// whatever the command wrote.
+/// handler (or, inside MULTI, the queue). Errors become error replies;
+/// CLIENT REPLY OFF/SKIP swallow whatever the command wrote.
 pub fn execute(st: &mut ServerState, client: &mut Client, out: &mut Reply, args: &[&[u8]]) {
     let now_ms = unix_ms();
     let info = client.info.clone();
     info.last_interaction_ms.set(now_ms);
+    // Messages that reached this client before its command go out first.
+    take_pending_output(&info, out);
     let mode = info.reply_mode.get();
     let mark = out.buf.len();
     if mode == ReplyMode::SkipNext {
         info.reply_mode.set(ReplyMode::Skipping);
     }
-    let result = run_checked(st, client, out, args, now_ms);
-    let ran = match result {
-        Ok(()) => true,
-        Err(Rejection::BeforeRun(e)) => {
-            st.stats.total_error_replies += 1;
-            stats::record_error_reply(&e.0);
-            out.error(&e.0);
+    let counted = match run_checked(st, client, out, args, now_ms) {
+        Ok(Outcome::Ran) => true,
+        Ok(Outcome::Queued) => false,
+        Err(Rejection::BeforeRun { error, exec }) => {
+            let error = crate::commands::transactions::reject_queued(st, client, error, exec);
+            reply_error(st, out, &error);
             false
         }
         Err(Rejection::Failed(e)) => {
-            st.stats.total_error_replies += 1;
-            stats::record_error_reply(&e.0);
-            out.error(&e.0);
+            reply_error(st, out, &e);
             true
         }
     };
     // Like Valkey, only commands that reached their handler count as processed.
-    if ran {
+    if counted {
         st.stats.total_commands_processed += 1;
         info.commands_processed.set(info.commands_processed.get() + 1);
     }
@@ -410,12 +429,39 @@ pub fn execute(st: &mut ServerState, client: &mut Client, out: &mut Reply, args:
         }
         _ => {}
     }
+    // Messages this command sent to its own client (a PUBLISH to a channel
+    // it is subscribed to, a keyspace event in RESP3) follow its reply, as
+    // in Valkey, where they wait until the execution unit ends.
+    take_pending_output(&info, out);
+}
+
+fn take_pending_output(info: &ClientInfo, out: &mut Reply) {
+    let mut pending = info.pending_output.borrow_mut();
+    if !pending.is_empty() {
+        out.buf.extend_from_slice(&pending);
+        pending.clear();
+    }
+}
+
+fn reply_error(st: &mut ServerState, out: &mut Reply, error: &command::CmdError) {
+    st.stats.total_error_replies += 1;
+    stats::record_error_reply(&error.0);
+    out.error(&error.0);
+}
+
+/// What became of a command that passed the checks.
+enum Outcome {
+    Ran,
+    /// Queued inside MULTI, to run at EXEC.
+    Queued,
 }
 
 /// Why a command produced an error: refused before its handler ran
 /// (unknown, arity, auth, protection) or failed inside it.
 enum Rejection {
-    BeforeRun(command::CmdError),
+    /// `exec` tells the refused command was EXEC itself, which Valkey
+    /// reports as an aborted transaction.
+    BeforeRun { error: command::CmdError, exec: bool },
     Failed(command::CmdError),
 }
 
@@ -425,19 +471,20 @@ fn run_checked(
     out: &mut Reply,
     args: &[&[u8]],
     now_ms: i64,
-) -> Result<(), Rejection> {
+) -> Result<Outcome, Rejection> {
     let table = command::table();
-    let spec = command::lookup(table, args).map_err(Rejection::BeforeRun)?;
+    let spec = command::lookup(table, args).map_err(|error| Rejection::BeforeRun { error, exec: false })?;
     {
         // Recorded before the arity check, as Valkey's CLIENT LIST cmd= shows it.
         let mut last = client.info.last_cmd.borrow_mut();
         last.clear();
         last.push_str(&spec.name);
     }
+    let is_exec = spec.name == "exec";
     // From here on a refusal counts as a rejected call of this command.
-    let reject = |e: command::CmdError| {
+    let reject = |error: command::CmdError| {
         stats::record_rejected(spec.name.as_str());
-        Rejection::BeforeRun(e)
+        Rejection::BeforeRun { error, exec: is_exec }
     };
     command::check_arity(spec, args.len()).map_err(reject)?;
     if spec.has(command::flags::PROTECTED) && !debug_allowed(st, client) {
@@ -446,18 +493,70 @@ fn run_checked(
     if !client.info.authenticated.get() && !spec.has(command::flags::NO_AUTH) {
         return Err(reject(command::errors::NOAUTH.into()));
     }
-    if let Some(refused) = crate::persistence::refusal(st, spec) {
+    if client.multi.is_some() && spec.has(command::flags::NO_MULTI) {
+        return Err(reject("ERR Command not allowed inside a transaction".into()));
+    }
+    // EXEC is refused for what the commands it would run are refused for.
+    let effective_flags = match &client.multi {
+        Some(multi) if is_exec => spec.flags | multi.flags,
+        _ => spec.flags,
+    };
+    if let Some(refused) = crate::persistence::refusal(st, &spec.name, effective_flags) {
         return Err(reject(refused.into()));
     }
-    let Some(handler) = spec.handler else {
+    if client.info.is_pubsub() && !client.resp3 && !allowed_while_subscribed(spec) {
+        return Err(reject(
+            format!(
+                "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+                spec.name
+            )
+            .into(),
+        ));
+    }
+    if spec.handler.is_none() {
         return Err(reject(command::arity_error(&spec.name)));
+    }
+    if client.multi.is_some() && !crate::commands::transactions::runs_inside_multi(spec) {
+        crate::commands::transactions::queue(client, spec, args);
+        out.simple("QUEUED");
+        return Ok(Outcome::Queued);
+    }
+    call(st, client, out, args, spec, now_ms).map(|()| Outcome::Ran).map_err(Rejection::Failed)
+}
+
+/// The commands a RESP2 client may send while subscribed.
+fn allowed_while_subscribed(spec: &command::CommandSpec) -> bool {
+    matches!(
+        spec.name.as_str(),
+        "ping" | "subscribe" | "ssubscribe" | "unsubscribe" | "sunsubscribe" | "psubscribe" | "punsubscribe" | "quit" | "reset"
+    )
+}
+
+/// Runs a command's handler with everything that follows a call: slow
+/// log, parking a blocked client, waking waiters and invalidating WATCHes
+/// of the keys it changed, and the per-command statistics. The checks of
+/// [`execute`] have passed (or do not apply: EXEC runs its queue here,
+/// scripts their calls).
+pub fn call(
+    st: &mut ServerState,
+    client: &mut Client,
+    out: &mut Reply,
+    args: &[&[u8]],
+    spec: &'static command::CommandSpec,
+    now_ms: i64,
+) -> command::CmdResult {
+    let Some(handler) = spec.handler else {
+        return Err(command::arity_error(&spec.name));
     };
     let errors_before = out.errors;
+    let dirty_before = st.dirty;
     let started = std::time::Instant::now();
     let mut ctx = Ctx { srv: st, client, out, now_ms };
     let result = handler(&mut ctx, args);
     let micros = started.elapsed().as_micros() as u64;
-    ctx.srv.slowlog.record(args, micros, now_ms, &ctx.client.info);
+    if spec.name != "exec" {
+        ctx.srv.slowlog.record(args, micros, now_ms, &ctx.client.info);
+    }
     // A command that blocked wrote nothing: signalling its keys would only
     // run it (and every other waiter) again for nothing, round and round.
     let blocked = ctx.client.block_request.is_some();
@@ -466,15 +565,43 @@ fn run_checked(
     } else {
         ctx.client.block_request = None;
     }
-    // Keys this write touched may let parked clients proceed.
-    if !blocked && spec.has(command::flags::WRITE) && ctx.srv.blocking.has_waiters() {
-        for key in crate::commands::server::keyspecs::find_keys(spec, args) {
-            ctx.srv.blocking.signal(args[key.pos]);
+    if !blocked && spec.has(command::flags::WRITE) {
+        let changed = ctx.srv.dirty != dirty_before;
+        let waiters = ctx.srv.blocking.has_waiters();
+        let watchers = changed && !ctx.srv.watches.is_empty();
+        if waiters || watchers {
+            let db = ctx.client.db;
+            for key in crate::commands::server::keyspecs::find_keys(spec, args) {
+                // Keys this write touched may let parked clients proceed.
+                if waiters {
+                    ctx.srv.blocking.signal(args[key.pos]);
+                }
+                if watchers {
+                    crate::watch::touch(ctx.srv, db, args[key.pos]);
+                }
+            }
         }
     }
     let failed = result.is_err() || ctx.out.errors > errors_before;
     stats::record_call(ctx.srv, spec.name.as_str(), spec.has(command::flags::FAST), micros, failed);
-    result.map_err(Rejection::Failed)
+    result
+}
+
+/// [`call`], answering a failure as an error reply (EXEC's queued
+/// commands, a script's calls).
+pub fn call_replying(
+    st: &mut ServerState,
+    client: &mut Client,
+    out: &mut Reply,
+    args: &[&[u8]],
+    spec: &'static command::CommandSpec,
+    now_ms: i64,
+) {
+    if let Err(e) = call(st, client, out, args, spec, now_ms) {
+        reply_error(st, out, &e);
+    }
+    st.stats.total_commands_processed += 1;
+    client.info.commands_processed.set(client.info.commands_processed.get() + 1);
 }
 
 fn debug_allowed(st: &ServerState, client: &Client) -> bool {

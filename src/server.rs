@@ -80,6 +80,8 @@ pub struct ServerState {
     pub slowlog: crate::slowlog::SlowLog,
     pub blocking: crate::blocking::Blocking,
     pub persistence: crate::persistence::Persistence,
+    pub watches: crate::watch::Watches,
+    pub pubsub: crate::pubsub::PubSub,
 }
 
 impl ServerState {
@@ -106,16 +108,30 @@ impl ServerState {
             slowlog: Default::default(),
             blocking: Default::default(),
             persistence: Default::default(),
+            watches: Default::default(),
+            pubsub: Default::default(),
         }
     }
 
-    /// Moves the keys that lazy or active expiry removed out of each db's
-    /// log into the stats (and, once journalling exists, into the AOF).
+    /// Handles the keys that lazy or active expiry removed since the last
+    /// call: counted in the stats, announced as `expired` keyspace events,
+    /// and invalidating the WATCHes on them.
     pub fn collect_expired(&mut self) {
-        for db in &mut self.dbs {
-            if !db.expired_log.is_empty() {
-                self.stats.expired_keys += db.expired_log.len() as u64;
-                db.expired_log.clear();
+        for idx in 0..self.dbs.len() {
+            if self.dbs[idx].expired_log.is_empty() {
+                continue;
+            }
+            let expired = std::mem::take(&mut self.dbs[idx].expired_log);
+            self.stats.expired_keys += expired.len() as u64;
+            for key in &expired {
+                crate::notify::keyspace_event(self, crate::notify::EXPIRED, "expired", key, idx);
+                crate::watch::touch(self, idx, key);
+            }
+            // Keep the log's allocation for the next expiries.
+            let mut log = expired;
+            log.clear();
+            if self.dbs[idx].expired_log.is_empty() {
+                self.dbs[idx].expired_log = log;
             }
         }
     }

@@ -120,6 +120,8 @@ fn quit(ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
 
 fn reset(ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
     let authenticated = required_password(ctx.srv).is_none();
+    crate::commands::transactions::discard_transaction(ctx.srv, ctx.client);
+    crate::pubsub::unsubscribe_all(ctx.srv, ctx.client);
     ctx.client.reset(authenticated);
     ctx.out.resp3 = false;
     ctx.out.simple("RESET");
@@ -522,8 +524,14 @@ fn flags(info: &ClientInfo) -> String {
     if info.is_pubsub() {
         f.push('P');
     }
+    if info.multi_queued.get().is_some() {
+        f.push('x');
+    }
     if info.blocked.get() {
         f.push('b');
+    }
+    if info.dirty_cas.get() {
+        f.push('d');
     }
     if info.no_evict.get() {
         f.push('e');
@@ -559,7 +567,7 @@ fn describe(line: &mut Vec<u8>, info: &ClientInfo, now_ms: i64, caller: &Caller)
     // Writing to a Vec cannot fail.
     let _ = writeln!(
         line,
-        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi=-1 watch=0 \
+        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} watch={} \
          qbuf={} qbuf-free=0 argv-mem={} multi-mem=0 rbs={} rbp={} obl={} oll=0 omem=0 tot-mem={} events=r cmd={} \
          user=default redir=-1 resp={} lib-name={} lib-ver={} tot-net-in={} tot-net-out={} tot-cmds={}",
         info.id,
@@ -574,6 +582,8 @@ fn describe(line: &mut Vec<u8>, info: &ClientInfo, now_ms: i64, caller: &Caller)
         info.subscribed_channels.get(),
         info.subscribed_patterns.get(),
         info.subscribed_shard_channels.get(),
+        info.multi_queued.get().map(|n| n as i64).unwrap_or(-1),
+        info.watched.borrow().len(),
         qbuf,
         argv_mem,
         rbs,

@@ -305,6 +305,8 @@ fn swapdb(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let second = parse_int_arg(args[2], Some("ERR invalid second DB index"))?;
     let first = db_index(ctx, first)?;
     let second = db_index(ctx, second)?;
+    crate::watch::touch_all_in_db(ctx.srv, first, Some(second), ctx.now_ms);
+    crate::watch::touch_all_in_db(ctx.srv, second, Some(first), ctx.now_ms);
     ctx.srv.dbs.swap(first, second);
     // Every key of both databases may now hold what a parked client wants.
     ctx.srv.blocking.signal_all();
@@ -333,6 +335,7 @@ fn flushdb(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let asynchronous = flush_is_async(args)?;
     let idx = ctx.client.db;
     let removed = ctx.srv.dbs[idx].len();
+    crate::watch::touch_all_in_db(ctx.srv, idx, None, ctx.now_ms);
     let old = ctx.srv.dbs[idx].clear();
     release(vec![old], asynchronous);
     // Readers waiting on a deleted stream must hear of it.
@@ -346,6 +349,9 @@ fn flushall(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let asynchronous = flush_is_async(args)?;
     let mut removed = 0;
     let mut old = Vec::new();
+    for idx in 0..ctx.srv.dbs.len() {
+        crate::watch::touch_all_in_db(ctx.srv, idx, None, ctx.now_ms);
+    }
     for db in ctx.srv.dbs.iter_mut() {
         removed += db.len();
         if !db.is_empty() {

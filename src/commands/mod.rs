@@ -19,6 +19,7 @@ pub mod sort;
 pub mod sorted_sets;
 pub mod streams;
 pub mod strings;
+pub mod transactions;
 
 /// Every handler ferrokey serves.
 pub fn all_handlers() -> Vec<(&'static str, Handler)> {
@@ -37,5 +38,6 @@ pub fn all_handlers() -> Vec<(&'static str, Handler)> {
     all.extend_from_slice(geo::COMMANDS);
     all.extend_from_slice(sort::COMMANDS);
     all.extend_from_slice(persistence::COMMANDS);
+    all.extend_from_slice(transactions::COMMANDS);
     all
 }

@@ -22,7 +22,7 @@ use std::rc::Rc;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use crate::command::{flags, CommandSpec};
+use crate::command::flags;
 use crate::server::{unix_ms, ServerState, ShutdownMode};
 use crate::{log_notice, log_warning};
 use load::{Duplicates, Loader};
@@ -125,15 +125,15 @@ fn unix_s() -> i64 {
 /// The error a command gets before it runs, if any: MISCONF for writes (and
 /// PING) after a failed background save with `stop-writes-on-bgsave-error`
 /// and save points, LOADING for commands not allowed during a load.
-pub fn refusal(st: &ServerState, spec: &CommandSpec) -> Option<&'static str> {
+pub fn refusal(st: &ServerState, name: &str, command_flags: u32) -> Option<&'static str> {
     if !st.persistence.last_bgsave_ok
-        && (spec.has(flags::WRITE) || spec.name == "ping")
+        && (command_flags & flags::WRITE != 0 || name == "ping")
         && !st.config.save.is_empty()
         && config_flag(st, "stop-writes-on-bgsave-error")
     {
         return Some(MISCONF_ERROR);
     }
-    if st.persistence.loading.is_some() && !spec.has(flags::LOADING) {
+    if st.persistence.loading.is_some() && command_flags & flags::LOADING == 0 {
         return Some(LOADING_ERROR);
     }
     None
