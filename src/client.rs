@@ -58,6 +58,10 @@ pub struct ClientInfo {
     /// Wakes the connection when `pending_output` has something, or a
     /// parked client was served.
     pub wake: Notify,
+    /// Bytes received but not yet run: a partly received request while the
+    /// connection waits for the rest, and whatever a long script's busy
+    /// poller read (see busy.rs). The connection takes them back first.
+    pub unread_input: RefCell<Vec<u8>>,
     /// Set when a key this client WATCHes changed: its next EXEC fails.
     pub dirty_cas: Cell<bool>,
     /// Inside MULTI: how many commands are queued (CLIENT LIST multi=).
@@ -104,6 +108,7 @@ impl ClientInfo {
             blocked: Cell::new(false),
             pending_output: RefCell::new(Vec::new()),
             wake: Notify::new(),
+            unread_input: RefCell::new(Vec::new()),
             dirty_cas: Cell::new(false),
             multi_queued: Cell::new(None),
             watched: RefCell::new(Vec::new()),
@@ -153,14 +158,7 @@ pub struct Client {
 
 impl Client {
     pub fn new(info: Rc<ClientInfo>) -> Client {
-        Client {
-            info,
-            db: 0,
-            resp3: false,
-            block_request: None,
-            no_blocking: false,
-            multi: None,
-        }
+        Client { info, db: 0, resp3: false, block_request: None, no_blocking: false, multi: None }
     }
 
     pub fn select(&mut self, db: usize) {

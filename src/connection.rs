@@ -52,6 +52,12 @@ const PROTECTED_MODE_ERROR: &str = "-DENIED Running in protected mode because pr
 
 /// Registers a new connection and starts its task.
 pub fn accept(stream: TcpStream, peer: SocketAddr, state: &Rc<RefCell<ServerState>>) {
+    accept_with_input(stream, peer, state, Vec::new());
+}
+
+/// [`accept`] for a connection that already sent `unread` (accepted while
+/// a script was busy).
+pub fn accept_with_input(stream: TcpStream, peer: SocketAddr, state: &Rc<RefCell<ServerState>>, unread: Vec<u8>) {
     let mut st = state.borrow_mut();
     if st.protected_refuses(&peer.ip()) {
         st.stats.rejected_connections += 1;
@@ -76,6 +82,7 @@ pub fn accept(stream: TcpStream, peer: SocketAddr, state: &Rc<RefCell<ServerStat
     };
     let authenticated = st.config.requirepass.is_none();
     let info = Rc::new(ClientInfo::new(id, peer, laddr, fd, unix_ms(), authenticated));
+    *info.unread_input.borrow_mut() = unread;
     st.clients.by_id.insert(id, info.clone());
     drop(st);
     let state = state.clone();
@@ -243,6 +250,11 @@ async fn serve(mut stream: TcpStream, state: &Rc<RefCell<ServerState>>, info: Rc
     let mut must_read = true;
     loop {
         if must_read {
+            // A partly received request waits where a busy script's poller
+            // can complete it (see busy.rs); it comes back after the wait.
+            if !input.is_empty() {
+                std::mem::swap(&mut input, &mut *info.unread_input.borrow_mut());
+            }
             // Wait for bytes without holding a buffer.
             tokio::select! {
                 r = stream.readable() => if r.is_err() { break },
@@ -255,6 +267,7 @@ async fn serve(mut stream: TcpStream, state: &Rc<RefCell<ServerState>>, info: Rc
                     continue;
                 }
             }
+            take_unread_input(&info, &mut input);
             match read_into(&stream, &mut input, state, &info) {
                 ReadOutcome::Data => {}
                 ReadOutcome::Nothing => {
@@ -316,6 +329,21 @@ async fn serve(mut stream: TcpStream, state: &Rc<RefCell<ServerState>>, info: Rc
     }
     return_buffer(input);
     return_buffer(out.buf);
+}
+
+/// Puts the bytes parked in `unread_input` back in front of `input`.
+fn take_unread_input(info: &ClientInfo, input: &mut Vec<u8>) {
+    let mut unread = info.unread_input.borrow_mut();
+    if unread.is_empty() {
+        return;
+    }
+    if input.is_empty() {
+        std::mem::swap(input, &mut *unread);
+    } else {
+        unread.extend_from_slice(input);
+        std::mem::swap(input, &mut *unread);
+        unread.clear();
+    }
 }
 
 /// Writes what was queued for the client from outside its own commands
@@ -461,7 +489,10 @@ enum Outcome {
 enum Rejection {
     /// `exec` tells the refused command was EXEC itself, which Valkey
     /// reports as an aborted transaction.
-    BeforeRun { error: command::CmdError, exec: bool },
+    BeforeRun {
+        error: command::CmdError,
+        exec: bool,
+    },
     Failed(command::CmdError),
 }
 
@@ -528,7 +559,15 @@ fn run_checked(
 fn allowed_while_subscribed(spec: &command::CommandSpec) -> bool {
     matches!(
         spec.name.as_str(),
-        "ping" | "subscribe" | "ssubscribe" | "unsubscribe" | "sunsubscribe" | "psubscribe" | "punsubscribe" | "quit" | "reset"
+        "ping"
+            | "subscribe"
+            | "ssubscribe"
+            | "unsubscribe"
+            | "sunsubscribe"
+            | "psubscribe"
+            | "punsubscribe"
+            | "quit"
+            | "reset"
     )
 }
 

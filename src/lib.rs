@@ -7,6 +7,7 @@
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 pub mod blocking;
+pub mod busy;
 pub mod client;
 pub mod command;
 pub mod commands;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Notify;
 
 use crate::client::ClientRegistry;
@@ -82,6 +82,12 @@ pub struct ServerState {
     pub persistence: crate::persistence::Persistence,
     pub watches: crate::watch::Watches,
     pub pubsub: crate::pubsub::PubSub,
+    /// The listening sockets, for accepting while a script is busy.
+    pub listener_fds: Vec<std::os::fd::RawFd>,
+    /// Connections accepted while a script was busy, for the accept loop
+    /// to adopt once it is over (`adopt_notify` tells it).
+    pub accepted_while_busy: Vec<crate::busy::AcceptedWhileBusy>,
+    pub adopt_notify: Rc<Notify>,
 }
 
 impl ServerState {
@@ -110,6 +116,9 @@ impl ServerState {
             persistence: Default::default(),
             watches: Default::default(),
             pubsub: Default::default(),
+            listener_fds: Vec::new(),
+            accepted_while_busy: Vec::new(),
+            adopt_notify: Rc::new(Notify::new()),
         }
     }
 
@@ -187,6 +196,7 @@ async fn serve(config: Config) -> i32 {
     let hz = config.hz.max(1);
     let mut initial = ServerState::new(config);
     initial.tcp_port = port;
+    initial.listener_fds = listeners.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
     for name in crate::commands::server::COPIED_DIRECTIVES {
         crate::commands::server::apply_config_change(&mut initial, name);
     }
@@ -243,6 +253,13 @@ async fn next_signal(signal: &mut Option<tokio::signal::unix::Signal>) {
         }
         None => std::future::pending().await,
     }
+}
+
+/// Ends the process at once, without saving (SHUTDOWN NOSAVE while a
+/// script is busy: the script cannot be stopped any other way).
+pub fn exit_now(state: &ServerState) -> ! {
+    finish_shutdown(state);
+    std::process::exit(0)
 }
 
 fn finish_shutdown(state: &ServerState) {
@@ -319,14 +336,37 @@ fn set_v6_only(socket: &TcpSocket) {
 }
 
 async fn accept_loop(listener: TcpListener, state: Rc<RefCell<ServerState>>) {
+    let adopt = state.borrow().adopt_notify.clone();
     loop {
-        match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = adopt.notified() => {
+                adopt_accepted_while_busy(&state);
+                continue;
+            }
+        };
+        match accepted {
             Ok((stream, peer)) => crate::connection::accept(stream, peer, &state),
             Err(e) => {
                 log_warning!("Accepting client connection: {e}");
                 // Out of descriptors: back off instead of spinning.
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
+        }
+    }
+}
+
+/// Turns the connections a busy script's poller accepted into normal
+/// clients, with what they sent that was not answered yet.
+fn adopt_accepted_while_busy(state: &Rc<RefCell<ServerState>>) {
+    let accepted = std::mem::take(&mut state.borrow_mut().accepted_while_busy);
+    for conn in accepted {
+        use std::os::fd::FromRawFd;
+        // SAFETY: the descriptor came from accept4 and nothing else owns it.
+        let std_stream = unsafe { std::net::TcpStream::from_raw_fd(conn.fd) };
+        match TcpStream::from_std(std_stream) {
+            Ok(stream) => crate::connection::accept_with_input(stream, conn.peer, state, conn.unread),
+            Err(e) => log_warning!("Adopting a client accepted during a busy script: {e}"),
         }
     }
 }

@@ -582,20 +582,22 @@ fn kill_after_a_completed_bgsave_keeps_what_it_saved() {
 
 #[test]
 fn bgsave_is_a_point_in_time_snapshot_while_clients_write() {
-    // Eight clients each keep two invariants with single atomic commands
-    // (there is no MULTI yet): MSET writes the same number to a:i and b:i,
-    // and SMOVE moves one of ten members between s:i:x and s:i:y. A file
-    // taken at one instant has a:i == b:i and ten members in each pair;
-    // one that mixed moments would not.
+    // Eight clients each move one unit at a time between two keys inside
+    // MULTI: from a:i to b:i (their own pair) and from the shared pool to
+    // the shared sink. A file taken at one instant has a:i + b:i == 1000
+    // for every client and pool + sink == 1,000,000; one that mixed
+    // moments would not.
     let server = Server::start_with(&["--enable-debug-command", "yes"]);
     let mut c = server.client();
     // Enough keys for the child to take a while to write them.
     run(&mut c, &["DEBUG", "POPULATE", "300000"]);
     const CLIENTS: usize = 8;
     for i in 0..CLIENTS {
-        let members: Vec<String> = (0..10).map(|m| format!("m{m}")).collect();
-        let _: () = redis::cmd("SADD").arg(format!("s:{i}:x")).arg(&members).query(&mut c).unwrap();
+        run(&mut c, &["SET", &format!("a:{i}"), "1000"]);
+        run(&mut c, &["SET", &format!("b:{i}"), "0"]);
     }
+    run(&mut c, &["SET", "pool", "1000000"]);
+    run(&mut c, &["SET", "sink", "0"]);
     let stop = Arc::new(AtomicBool::new(false));
     let ops = Arc::new(AtomicU64::new(0));
     let writers: Vec<_> = (0..CLIENTS)
@@ -603,31 +605,25 @@ fn bgsave_is_a_point_in_time_snapshot_while_clients_write() {
             let (stop, ops) = (stop.clone(), ops.clone());
             let mut w = server.client();
             thread::spawn(move || {
+                let (a, b) = (format!("a:{i}"), format!("b:{i}"));
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     n += 1;
-                    let _: () = redis::cmd("MSET")
-                        .arg(format!("a:{i}"))
-                        .arg(n)
-                        .arg(format!("b:{i}"))
-                        .arg(n)
+                    // Back and forth, so a:i never runs out.
+                    let (from, to) = if (n / 500) % 2 == 0 { (&a, &b) } else { (&b, &a) };
+                    let replies: Vec<i64> = redis::pipe()
+                        .atomic()
+                        .cmd("DECR")
+                        .arg(from)
+                        .cmd("INCR")
+                        .arg(to)
+                        .cmd("DECR")
+                        .arg("pool")
+                        .cmd("INCR")
+                        .arg("sink")
                         .query(&mut w)
                         .unwrap();
-                    let member = format!("m{}", n % 10);
-                    let moved: i64 = redis::cmd("SMOVE")
-                        .arg(format!("s:{i}:x"))
-                        .arg(format!("s:{i}:y"))
-                        .arg(&member)
-                        .query(&mut w)
-                        .unwrap();
-                    if moved == 0 {
-                        let _: i64 = redis::cmd("SMOVE")
-                            .arg(format!("s:{i}:y"))
-                            .arg(format!("s:{i}:x"))
-                            .arg(&member)
-                            .query(&mut w)
-                            .unwrap();
-                    }
+                    assert_eq!(replies.len(), 4);
                     ops.fetch_add(1, Ordering::Relaxed);
                 }
             })
@@ -654,17 +650,16 @@ fn bgsave_is_a_point_in_time_snapshot_while_clients_write() {
     let check = Server::start_with(&["--load-rdb", &file.to_string_lossy()]);
     let mut k = check.client();
     let size: i64 = query(&mut k, &["DBSIZE"]).unwrap();
-    // a:i, b:i and at least one of s:i:x and s:i:y (a set emptied by a
-    // move is deleted) per client.
-    assert!(size >= 300_000 + CLIENTS as i64 * 3, "{size} keys");
+    assert_eq!(size, 300_000 + CLIENTS as i64 * 2 + 2);
     for i in 0..CLIENTS {
         let a: i64 = query(&mut k, &["GET", &format!("a:{i}")]).unwrap();
         let b: i64 = query(&mut k, &["GET", &format!("b:{i}")]).unwrap();
-        assert_eq!(a, b, "client {i}: the file mixes two moments");
-        let x: i64 = query(&mut k, &["SCARD", &format!("s:{i}:x")]).unwrap();
-        let y: i64 = query(&mut k, &["SCARD", &format!("s:{i}:y")]).unwrap();
-        assert_eq!(x + y, 10, "client {i}: members lost or doubled");
+        assert_eq!(a + b, 1000, "client {i}: the file mixes two moments");
     }
+    let pool: i64 = query(&mut k, &["GET", "pool"]).unwrap();
+    let sink: i64 = query(&mut k, &["GET", "sink"]).unwrap();
+    assert_eq!(pool + sink, 1_000_000, "the shared pair mixes two moments");
+    assert!(sink > 0, "the snapshot was taken before any transfer");
 }
 
 #[test]

@@ -13,6 +13,7 @@ use super::args::{c_string_lossy, parse_scan_cursor, parse_scan_options, ScanTar
 use crate::command::{errors, CmdError, CmdResult, Ctx, Handler, Lookup};
 use crate::db::{Entry, KeyTable, NO_EXPIRE};
 use crate::glob::glob_match;
+use crate::notify::{self, notify};
 use crate::value::Value;
 
 pub const COMMANDS: &[(&str, Handler)] = &[
@@ -93,14 +94,15 @@ fn unlink(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
 
 fn delete_keys(ctx: &mut Ctx, keys: &[&[u8]]) -> CmdResult {
     let now = ctx.now_ms;
-    let db = ctx.db();
     let mut deleted = 0;
     for key in keys {
         // A key found expired is reclaimed by the check itself, and counts
         // as expired rather than deleted.
+        let db = ctx.db();
         if db.contains(key, now) {
             db.remove(key);
             deleted += 1;
+            notify(ctx, notify::GENERIC, "del", key);
         }
     }
     ctx.dirty(deleted);
@@ -227,6 +229,10 @@ fn rename_key(ctx: &mut Ctx, from: &[u8], to: &[u8], only_if_new: bool) -> CmdRe
     let Some(entry) = ctx.db().remove(from) else { return Err(errors::NO_SUCH_KEY.into()) };
     ctx.db().insert_entry(to, entry);
     ctx.dirty(1);
+    // The destination is added afresh (an old one was deleted first).
+    notify::new_key(ctx, to);
+    notify(ctx, notify::GENERIC, "rename_from", from);
+    notify(ctx, notify::GENERIC, "rename_to", to);
     if only_if_new {
         ctx.out.int(1);
     } else {
@@ -270,6 +276,8 @@ fn copy(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     }
     ctx.srv.dbs[dst_db].insert_entry(to, duplicate);
     ctx.dirty(1);
+    notify::keyspace_event(ctx.srv, notify::NEW, "new", to, dst_db);
+    notify::keyspace_event(ctx.srv, notify::GENERIC, "copy_to", to, dst_db);
     ctx.out.int(1);
     Ok(())
 }
@@ -294,6 +302,9 @@ fn move_key(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     };
     ctx.srv.dbs[dst_db].insert_entry(key, entry);
     ctx.dirty(1);
+    notify::keyspace_event(ctx.srv, notify::NEW, "new", key, dst_db);
+    notify::keyspace_event(ctx.srv, notify::GENERIC, "move_from", key, src_db);
+    notify::keyspace_event(ctx.srv, notify::GENERIC, "move_to", key, dst_db);
     ctx.out.int(1);
     Ok(())
 }
@@ -566,8 +577,10 @@ fn set_expiry(ctx: &mut Ctx, args: &[&[u8]], name: &str, arg: ExpireArg) -> CmdR
     if when <= ctx.now_ms {
         // A time already past deletes the key (a deletion, not an expiry).
         ctx.db().remove(args[1]);
+        notify(ctx, notify::GENERIC, "del", args[1]);
     } else {
         ctx.db().set_expire(args[1], when);
+        notify(ctx, notify::GENERIC, "expire", args[1]);
     }
     ctx.dirty(1);
     ctx.out.int(1);
@@ -629,6 +642,7 @@ fn persist(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     if had_ttl {
         ctx.db().set_expire(args[1], NO_EXPIRE);
         ctx.dirty(1);
+        notify(ctx, notify::GENERIC, "persist", args[1]);
     }
     ctx.out.int(had_ttl as i64);
     Ok(())

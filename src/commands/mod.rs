@@ -13,6 +13,7 @@ pub mod hyperloglog;
 pub mod keyspace;
 pub mod lists;
 pub mod persistence;
+pub mod pubsub;
 pub mod server;
 pub mod sets;
 pub mod sort;
@@ -38,6 +39,7 @@ pub fn all_handlers() -> Vec<(&'static str, Handler)> {
     all.extend_from_slice(geo::COMMANDS);
     all.extend_from_slice(sort::COMMANDS);
     all.extend_from_slice(persistence::COMMANDS);
+    all.extend_from_slice(pubsub::COMMANDS);
     all.extend_from_slice(transactions::COMMANDS);
     all
 }

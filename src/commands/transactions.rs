@@ -11,13 +11,8 @@ use crate::client::Client;
 use crate::command::{CmdError, CmdResult, CommandSpec, Ctx, Handler};
 use crate::server::ServerState;
 
-pub const COMMANDS: &[(&str, Handler)] = &[
-    ("multi", multi),
-    ("exec", exec),
-    ("discard", discard),
-    ("watch", watch),
-    ("unwatch", unwatch),
-];
+pub const COMMANDS: &[(&str, Handler)] =
+    &[("multi", multi), ("exec", exec), ("discard", discard), ("watch", watch), ("unwatch", unwatch)];
 
 const EXEC_ABORT: &str = "EXECABORT Transaction discarded because of previous errors.";
 

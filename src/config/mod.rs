@@ -95,6 +95,8 @@ const IMPLEMENTED: &[&str] = &[
     "latency-tracking",
     "latency-tracking-info-percentiles",
     "enable-debug-command",
+    "notify-keyspace-events",
+    "busy-reply-threshold",
 ];
 
 /// Valkey accepts any `hz` but runs within these bounds.
@@ -172,6 +174,11 @@ pub struct Config {
     pub zset_max_listpack_value: u64,
     /// "no", "yes" or "local".
     pub enable_debug_command: String,
+    /// The notify-keyspace-events classes, as bits (see `crate::notify`).
+    pub notify_keyspace_events: u32,
+    /// Milliseconds a script runs before other clients get BUSY replies
+    /// (busy-reply-threshold, alias lua-time-limit).
+    pub busy_reply_threshold: u64,
     /// Absolute path of the config file, for CONFIG REWRITE.
     pub config_file: Option<PathBuf>,
 
@@ -222,6 +229,8 @@ impl Config {
             zset_max_listpack_entries: 0,
             zset_max_listpack_value: 0,
             enable_debug_command: String::new(),
+            notify_keyspace_events: 0,
+            busy_reply_threshold: 0,
             config_file: None,
             values,
             given: Vec::new(),
@@ -496,5 +505,10 @@ impl Config {
         self.zset_max_listpack_entries = self.num_value("zset-max-listpack-entries") as u64;
         self.zset_max_listpack_value = self.num_value("zset-max-listpack-value") as u64;
         self.enable_debug_command = self.enum_text("enable-debug-command");
+        self.notify_keyspace_events = match self.value("notify-keyspace-events") {
+            Value::KeyspaceEvents(flags) => *flags,
+            other => unreachable!("notify-keyspace-events holds {other:?}"),
+        };
+        self.busy_reply_threshold = self.num_value("busy-reply-threshold").max(0) as u64;
     }
 }

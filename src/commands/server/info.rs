@@ -180,6 +180,9 @@ fn uname() -> (String, String, String) {
 fn clients_section(st: &ServerState, s: &mut String) {
     let max_in = st.clients.by_id.values().map(|c| c.query_buf_len.get()).max().unwrap_or(0);
     let max_out = st.clients.by_id.values().map(|c| c.output_buf_len.get()).max().unwrap_or(0);
+    let pubsub_clients = st.pubsub.client_count();
+    let watching_clients = st.watches.watching_clients();
+    let watched_keys = st.watches.watched_keys();
     let _ = write!(
         s,
         "# Clients\r\n\
@@ -190,10 +193,10 @@ fn clients_section(st: &ServerState, s: &mut String) {
          client_recent_max_output_buffer:{max_out}\r\n\
          blocked_clients:{}\r\n\
          tracking_clients:0\r\n\
-         pubsub_clients:0\r\n\
-         watching_clients:0\r\n\
+         pubsub_clients:{pubsub_clients}\r\n\
+         watching_clients:{watching_clients}\r\n\
          clients_in_timeout_table:{}\r\n\
-         total_watched_keys:0\r\n\
+         total_watched_keys:{watched_keys}\r\n\
          total_blocking_keys:{}\r\n\
          total_blocking_keys_on_nokey:0\r\n",
         st.clients.len(),
@@ -284,6 +287,8 @@ fn stats_section(st: &ServerState, s: &mut String) {
         c.rates.current()
     });
     let t = &st.stats;
+    let (pubsub_channels, pubsub_patterns, pubsubshard_channels) =
+        (st.pubsub.channel_count(), st.pubsub.pattern_count(), st.pubsub.shard_channel_count());
     let _ = write!(
         s,
         "# Stats\r\n\
@@ -313,9 +318,9 @@ fn stats_section(st: &ServerState, s: &mut String) {
          current_eviction_exceeded_time:0\r\n\
          keyspace_hits:{}\r\n\
          keyspace_misses:{}\r\n\
-         pubsub_channels:0\r\n\
-         pubsub_patterns:0\r\n\
-         pubsubshard_channels:0\r\n\
+         pubsub_channels:{pubsub_channels}\r\n\
+         pubsub_patterns:{pubsub_patterns}\r\n\
+         pubsubshard_channels:{pubsubshard_channels}\r\n\
          latest_fork_usec:{}\r\n\
          total_forks:{}\r\n\
          migrate_cached_sockets:0\r\n\
