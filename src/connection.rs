@@ -446,6 +446,10 @@ pub fn execute(st: &mut ServerState, client: &mut Client, out: &mut Reply, args:
         info.commands_processed.set(info.commands_processed.get() + 1);
     }
     st.collect_expired();
+    // The unit's effects go to the journal once it is whole, before any
+    // parked client it woke runs its own (the AOF consumes them; with none
+    // attached the list is always empty).
+    let _journal = st.effects.finish_unit();
     if st.blocking.has_ready() {
         crate::blocking::serve_ready(st);
     }
@@ -606,6 +610,11 @@ pub fn call(
     }
     if !blocked && spec.has(command::flags::WRITE) {
         let changed = ctx.srv.dirty != dirty_before;
+        if changed {
+            // The seam where a write's effect leaves for the journal.
+            let db = ctx.client.db;
+            ctx.srv.effects.record(db, args);
+        }
         let waiters = ctx.srv.blocking.has_waiters();
         let watchers = changed && !ctx.srv.watches.is_empty();
         if waiters || watchers {

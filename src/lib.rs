@@ -14,6 +14,7 @@ pub mod commands;
 pub mod config;
 pub mod connection;
 pub mod db;
+pub mod effects;
 pub use ferrokey_formats::double;
 pub mod glob;
 pub mod keytable;

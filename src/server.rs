@@ -88,6 +88,8 @@ pub struct ServerState {
     /// to adopt once it is over (`adopt_notify` tells it).
     pub accepted_while_busy: Vec<crate::busy::AcceptedWhileBusy>,
     pub adopt_notify: Rc<Notify>,
+    /// What commands changed, for the journal (see effects.rs).
+    pub effects: crate::effects::Effects,
 }
 
 impl ServerState {
@@ -119,6 +121,7 @@ impl ServerState {
             listener_fds: Vec::new(),
             accepted_while_busy: Vec::new(),
             adopt_notify: Rc::new(Notify::new()),
+            effects: Default::default(),
         }
     }
 
@@ -135,6 +138,7 @@ impl ServerState {
             for key in &expired {
                 crate::notify::keyspace_event(self, crate::notify::EXPIRED, "expired", key, idx);
                 crate::watch::touch(self, idx, key);
+                self.effects.record(idx, &[b"DEL", key]);
             }
             // Keep the log's allocation for the next expiries.
             let mut log = expired;
