@@ -22,8 +22,86 @@ const CHUNK: usize = 1 << CHUNK_BITS;
 
 pub type Hasher = foldhash::fast::RandomState;
 
+/// A key as the table stores it, in 16 bytes: up to [`INLINE_KEY`] bytes
+/// in place, longer ones in an allocation of exactly their length. Most
+/// keys are short ("user:1234", "session:abc"), and for them this saves
+/// the allocation a `Box<[u8]>` would make (16 bytes or more each, plus
+/// the allocator's bookkeeping), for the same slot size.
+#[repr(C)]
+struct StoredKey {
+    len: u32,
+    /// With `tail`, the bytes of an inline key; unused otherwise.
+    head: [u8; 4],
+    tail: KeyTail,
+}
+
+#[repr(C)]
+union KeyTail {
+    inline: [u8; 8],
+    heap: *mut u8,
+}
+
+/// The longest key kept inline: `head` and `tail` together.
+const INLINE_KEY: usize = 12;
+
+impl StoredKey {
+    fn new(key: &[u8]) -> StoredKey {
+        let len = u32::try_from(key.len()).expect("key longer than 4 GiB");
+        if key.len() <= INLINE_KEY {
+            let mut bytes = [0u8; INLINE_KEY];
+            bytes[..key.len()].copy_from_slice(key);
+            let mut head = [0u8; 4];
+            head.copy_from_slice(&bytes[..4]);
+            let mut inline = [0u8; 8];
+            inline.copy_from_slice(&bytes[4..]);
+            return StoredKey { len, head, tail: KeyTail { inline } };
+        }
+        let heap = Box::into_raw(Box::<[u8]>::from(key)) as *mut u8;
+        StoredKey { len, head: [0; 4], tail: KeyTail { heap } }
+    }
+
+    #[inline]
+    fn as_bytes(&self) -> &[u8] {
+        let len = self.len as usize;
+        if len <= INLINE_KEY {
+            // SAFETY: repr(C) puts `head` at offset 4 and `tail` right after
+            // it at offset 8, so the inline bytes are 12 contiguous bytes of
+            // this struct, of which the first `len` are the key.
+            unsafe { std::slice::from_raw_parts(self.head.as_ptr(), len) }
+        } else {
+            // SAFETY: a long key owns an allocation of exactly `len` bytes.
+            unsafe { std::slice::from_raw_parts(self.tail.heap, len) }
+        }
+    }
+
+    fn into_boxed(self) -> Box<[u8]> {
+        let key = std::mem::ManuallyDrop::new(self);
+        let len = key.len as usize;
+        if len <= INLINE_KEY {
+            return key.as_bytes().into();
+        }
+        // SAFETY: the allocation came from a Box<[u8]> of `len` bytes and
+        // ownership passes to the new box (the ManuallyDrop skips ours).
+        unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(key.tail.heap, len)) }
+    }
+}
+
+impl Drop for StoredKey {
+    fn drop(&mut self) {
+        let len = self.len as usize;
+        if len > INLINE_KEY {
+            // SAFETY: as in into_boxed; this is the only owner.
+            unsafe { drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.tail.heap, len))) };
+        }
+    }
+}
+
+// SAFETY: a StoredKey owns its bytes like a Box<[u8]> does.
+unsafe impl Send for StoredKey {}
+unsafe impl Sync for StoredKey {}
+
 struct Slot {
-    key: Box<[u8]>,
+    key: StoredKey,
     entry: Entry,
 }
 
@@ -68,11 +146,11 @@ impl KeyTable {
     #[inline]
     pub fn position(&self, key: &[u8]) -> Option<usize> {
         let hash = self.hash(key);
-        self.index.find(hash, |&p| &*self.slot(p as usize).key == key).map(|&p| p as usize)
+        self.index.find(hash, |&p| self.slot(p as usize).key.as_bytes() == key).map(|&p| p as usize)
     }
 
     pub fn key_at(&self, pos: usize) -> &[u8] {
-        &self.slot(pos).key
+        self.slot(pos).key.as_bytes()
     }
 
     pub fn entry_at(&self, pos: usize) -> &Entry {
@@ -90,13 +168,13 @@ impl KeyTable {
         if pos >> CHUNK_BITS == self.chunks.len() {
             self.chunks.push(Vec::with_capacity(CHUNK));
         }
-        self.chunks[pos >> CHUNK_BITS].push(Slot { key: key.into(), entry });
+        self.chunks[pos >> CHUNK_BITS].push(Slot { key: StoredKey::new(key), entry });
         self.len += 1;
         let hash = self.hash(key);
         let KeyTable { index, chunks, hasher, .. } = self;
         index.insert_unique(hash, pos as u32, |&p| {
             let p = p as usize;
-            hasher.hash_one(&*chunks[p >> CHUNK_BITS][p & (CHUNK - 1)].key)
+            hasher.hash_one(chunks[p >> CHUNK_BITS][p & (CHUNK - 1)].key.as_bytes())
         });
         pos
     }
@@ -105,12 +183,12 @@ impl KeyTable {
     /// Returns the removed key and entry.
     pub fn swap_remove(&mut self, pos: usize) -> (Box<[u8]>, Entry) {
         let last = self.len - 1;
-        let hash = self.hash(&self.slot(pos).key);
+        let hash = self.hash(self.slot(pos).key.as_bytes());
         if let Ok(found) = self.index.find_entry(hash, |&p| p as usize == pos) {
             found.remove();
         }
         if pos != last {
-            let last_hash = self.hash(&self.slot(last).key);
+            let last_hash = self.hash(self.slot(last).key.as_bytes());
             if let Some(p) = self.index.find_mut(last_hash, |&p| p as usize == last) {
                 *p = pos as u32;
             }
@@ -122,15 +200,15 @@ impl KeyTable {
         }
         self.len -= 1;
         if pos == last {
-            return (moved.key, moved.entry);
+            return (moved.key.into_boxed(), moved.entry);
         }
         let removed = std::mem::replace(self.slot_mut(pos), moved);
-        (removed.key, removed.entry)
+        (removed.key.into_boxed(), removed.entry)
     }
 
     /// Iterates (key, entry) by position.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Entry)> {
-        self.chunks.iter().flatten().map(|s| (&*s.key, &s.entry))
+        self.chunks.iter().flatten().map(|s| (s.key.as_bytes(), &s.entry))
     }
 
     pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Entry> {
@@ -148,6 +226,29 @@ impl KeyTable {
 mod tests {
     use super::*;
     use crate::value::Value;
+
+    #[test]
+    fn keys_of_every_length_round_trip() {
+        let mut t = KeyTable::default();
+        let keys: Vec<Vec<u8>> = (0..40).map(|n| (0..n).map(|i| b'a' + (i % 26) as u8).collect()).collect();
+        for (i, k) in keys.iter().enumerate() {
+            t.push(k, Entry::new(Value::Int(i as i64), 0));
+        }
+        assert_eq!(std::mem::size_of::<StoredKey>(), 16);
+        for (i, k) in keys.iter().enumerate() {
+            let pos = t.position(k).unwrap();
+            assert_eq!(t.key_at(pos), &k[..]);
+            assert!(matches!(t.entry_at(pos).value, Value::Int(n) if n == i as i64));
+        }
+        let iterated: Vec<&[u8]> = t.iter().map(|(k, _)| k).collect();
+        assert_eq!(iterated.len(), keys.len());
+        while !t.is_empty() {
+            let last = t.len() - 1;
+            let expected = t.key_at(last).to_vec();
+            let (key, _) = t.swap_remove(last);
+            assert_eq!(&*key, &expected[..]);
+        }
+    }
 
     #[test]
     fn positions_follow_removals() {
