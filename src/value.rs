@@ -24,9 +24,10 @@ pub enum Value {
     /// Boxed so that `Value` stays three words wide: every key pays for the
     /// widest variant, and only long or edited strings pay for the box.
     RawStr(Box<Vec<u8>>),
-    // Collections are boxed so that a key's value stays two words wide.
+    // Collections are boxed so that a key's value stays three words wide;
+    // a hash is already two words (a thin pointer to its listpack, or a box).
     List(Box<List>),
-    Hash(Box<Hash>),
+    Hash(Hash),
     Set(Box<Set>),
     ZSet(Box<ZSet>),
     Stream(Box<Stream>),
@@ -132,6 +133,22 @@ impl Value {
             Value::Set(s) => s.heap_size(),
             Value::ZSet(z) => z.heap_size(),
             Value::Stream(s) => s.heap_size(),
+        }
+    }
+
+    /// [`Value::string`] for bytes already in a vector (read from a file),
+    /// which becomes the value's storage instead of being copied.
+    pub fn string_from_vec(mut bytes: Vec<u8>) -> Value {
+        if bytes.len() <= 20 {
+            if let Some(n) = ferrokey_formats::resp::parse_i64(&bytes) {
+                return Value::Int(n);
+            }
+        }
+        bytes.shrink_to_fit();
+        if bytes.len() <= EMBSTR_MAX {
+            Value::EmbStr(bytes.into_boxed_slice())
+        } else {
+            Value::RawStr(Box::new(bytes))
         }
     }
 }

@@ -350,6 +350,13 @@ impl Listpack {
         Ok(Listpack { buf, count })
     }
 
+    /// Takes back bytes that came from [`Listpack::into_bytes`] (so are
+    /// well formed) without checking them again.
+    pub fn from_trusted_bytes(buf: Vec<u8>) -> Listpack {
+        let count = ListpackRef::from_trusted(&buf).len();
+        Listpack { buf, count }
+    }
+
     /// Builds a listpack from elements.
     pub fn from_items<'a>(items: impl IntoIterator<Item = &'a [u8]>) -> Listpack {
         let mut lp = Listpack::new();
@@ -395,74 +402,49 @@ impl Listpack {
         self.buf.len() - 1
     }
 
+    /// The read side of this listpack, as a borrowed view.
+    pub fn view(&self) -> ListpackRef<'_> {
+        ListpackRef { buf: &self.buf, count: self.count }
+    }
+
     /// Offset of the first entry, if any.
     pub fn first(&self) -> Option<usize> {
-        (self.count > 0).then_some(HEADER)
+        self.view().first()
     }
 
     /// Offset of the last entry, if any.
     pub fn last(&self) -> Option<usize> {
-        if self.count == 0 {
-            return None;
-        }
-        self.prev_of(self.end())
+        self.view().last()
     }
 
     /// Offset of the entry after the one at `p`.
     pub fn next(&self, p: usize) -> Option<usize> {
-        let (_, len) = decode_at(&self.buf, p);
-        let q = p + len + backlen_len(len);
-        (q < self.end()).then_some(q)
+        self.view().next(p)
     }
 
     /// Offset of the entry before the one at `p` (`p` may be the terminator's offset).
     pub fn prev(&self, p: usize) -> Option<usize> {
-        self.prev_of(p)
-    }
-
-    fn prev_of(&self, p: usize) -> Option<usize> {
-        if p <= HEADER {
-            return None;
-        }
-        let (len, bl) = read_backlen(&self.buf, p - 1)?;
-        Some(p - bl - len)
+        self.view().prev(p)
     }
 
     /// The element at offset `p`.
     pub fn get(&self, p: usize) -> Item<'_> {
-        decode_at(&self.buf, p).0
+        self.view().get(p)
     }
 
     /// Offset of the element at `index` (negative counts from the tail).
     pub fn seek(&self, index: i64) -> Option<usize> {
-        let n = self.count as i64;
-        let idx = if index < 0 { n + index } else { index };
-        if idx < 0 || idx >= n {
-            return None;
-        }
-        if idx < n / 2 {
-            let mut p = self.first()?;
-            for _ in 0..idx {
-                p = self.next(p)?;
-            }
-            Some(p)
-        } else {
-            let mut p = self.last()?;
-            for _ in 0..(n - 1 - idx) {
-                p = self.prev(p)?;
-            }
-            Some(p)
-        }
+        self.view().seek(index)
     }
 
     /// Iterates (offset, element) from head to tail.
     pub fn iter(&self) -> Iter<'_> {
-        Iter { lp: self, next: self.first() }
+        self.view().iter()
     }
 
     /// Iterates (offset, element) from tail to head.
     pub fn iter_rev(&self) -> RevIter<'_> {
-        RevIter { lp: self, next: self.last() }
+        self.view().iter_rev()
     }
 
     /// Inserts `ele` before the entry at offset `p` (the terminator's offset
@@ -519,25 +501,7 @@ impl Listpack {
     /// Finds the first element equal to `ele`, checking every `step`-th
     /// entry starting at the first (step 2 searches the keys of a hash).
     pub fn find(&self, ele: &[u8], step: usize) -> Option<usize> {
-        let as_int = int_candidate(ele);
-        let mut p = self.first()?;
-        let mut skip = 0;
-        loop {
-            if skip == 0 {
-                let matched = match (decode_at(&self.buf, p).0, as_int) {
-                    (Item::Int(v), Some(w)) => v == w,
-                    (Item::Str(s), None) => s == ele,
-                    _ => false,
-                };
-                if matched {
-                    return Some(p);
-                }
-                skip = step.max(1) - 1;
-            } else {
-                skip -= 1;
-            }
-            p = self.next(p)?;
-        }
+        self.view().find(ele, step)
     }
 
     /// Bytes the listpack would take after appending `ele` (Valkey's size
@@ -594,6 +558,150 @@ impl Listpack {
     }
 }
 
+/// A listpack borrowed from wherever its bytes live: every read of
+/// [`Listpack`], for callers that keep the bytes in their own allocation
+/// (a small hash keeps only a thin pointer to them).
+#[derive(Clone, Copy)]
+pub struct ListpackRef<'a> {
+    buf: &'a [u8],
+    count: usize,
+}
+
+impl<'a> ListpackRef<'a> {
+    /// Views bytes that came from a [`Listpack`] (so are well formed); the
+    /// element count comes from the header, or a walk when it saturated.
+    pub fn from_trusted(buf: &'a [u8]) -> ListpackRef<'a> {
+        let declared = u16::from_le_bytes([buf[4], buf[5]]);
+        let mut view = ListpackRef { buf, count: declared as usize };
+        if declared == COUNT_UNKNOWN {
+            view.count = usize::MAX;
+            let mut n = 0;
+            let mut p = (buf.len() > HEADER + 1).then_some(HEADER);
+            while let Some(at) = p {
+                n += 1;
+                p = view.next(at);
+            }
+            view.count = n;
+        }
+        view
+    }
+
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.buf
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Total size in bytes, header and terminator included (Valkey's lpBytes).
+    pub fn total_bytes(&self) -> usize {
+        self.buf.len()
+    }
+
+    fn end(&self) -> usize {
+        self.buf.len() - 1
+    }
+
+    /// Offset of the first entry, if any.
+    pub fn first(&self) -> Option<usize> {
+        (self.count > 0).then_some(HEADER)
+    }
+
+    /// Offset of the last entry, if any.
+    pub fn last(&self) -> Option<usize> {
+        if self.count == 0 {
+            return None;
+        }
+        self.prev_of(self.end())
+    }
+
+    /// Offset of the entry after the one at `p`.
+    pub fn next(&self, p: usize) -> Option<usize> {
+        let (_, len) = decode_at(self.buf, p);
+        let q = p + len + backlen_len(len);
+        (q < self.end()).then_some(q)
+    }
+
+    /// Offset of the entry before the one at `p` (`p` may be the terminator's offset).
+    pub fn prev(&self, p: usize) -> Option<usize> {
+        self.prev_of(p)
+    }
+
+    fn prev_of(&self, p: usize) -> Option<usize> {
+        if p <= HEADER {
+            return None;
+        }
+        let (len, bl) = read_backlen(self.buf, p - 1)?;
+        Some(p - bl - len)
+    }
+
+    /// The element at offset `p`.
+    pub fn get(&self, p: usize) -> Item<'a> {
+        decode_at(self.buf, p).0
+    }
+
+    /// Offset of the element at `index` (negative counts from the tail).
+    pub fn seek(&self, index: i64) -> Option<usize> {
+        let n = self.count as i64;
+        let idx = if index < 0 { n + index } else { index };
+        if idx < 0 || idx >= n {
+            return None;
+        }
+        if idx < n / 2 {
+            let mut p = self.first()?;
+            for _ in 0..idx {
+                p = self.next(p)?;
+            }
+            Some(p)
+        } else {
+            let mut p = self.last()?;
+            for _ in 0..(n - 1 - idx) {
+                p = self.prev(p)?;
+            }
+            Some(p)
+        }
+    }
+
+    /// Iterates (offset, element) from head to tail.
+    pub fn iter(&self) -> Iter<'a> {
+        Iter { lp: *self, next: self.first() }
+    }
+
+    /// Iterates (offset, element) from tail to head.
+    pub fn iter_rev(&self) -> RevIter<'a> {
+        RevIter { lp: *self, next: self.last() }
+    }
+
+    /// Finds the first element equal to `ele`, checking every `step`-th
+    /// entry starting at the first (step 2 searches the keys of a hash).
+    pub fn find(&self, ele: &[u8], step: usize) -> Option<usize> {
+        let as_int = int_candidate(ele);
+        let mut p = self.first()?;
+        let mut skip = 0;
+        loop {
+            if skip == 0 {
+                let matched = match (decode_at(self.buf, p).0, as_int) {
+                    (Item::Int(v), Some(w)) => v == w,
+                    (Item::Str(s), None) => s == ele,
+                    _ => false,
+                };
+                if matched {
+                    return Some(p);
+                }
+                skip = step.max(1) - 1;
+            } else {
+                skip -= 1;
+            }
+            p = self.next(p)?;
+        }
+    }
+}
+
 /// Reads the backlen ending at `last` (inclusive): (entry length, backlen bytes).
 fn read_backlen(buf: &[u8], last: usize) -> Option<(usize, usize)> {
     let mut value = 0usize;
@@ -611,7 +719,7 @@ fn read_backlen(buf: &[u8], last: usize) -> Option<(usize, usize)> {
 }
 
 pub struct Iter<'a> {
-    lp: &'a Listpack,
+    lp: ListpackRef<'a>,
     next: Option<usize>,
 }
 
@@ -619,7 +727,7 @@ impl<'a> Iterator for Iter<'a> {
     type Item = (usize, Item<'a>);
     fn next(&mut self) -> Option<Self::Item> {
         let p = self.next?;
-        let (item, len) = decode_at(&self.lp.buf, p);
+        let (item, len) = decode_at(self.lp.buf, p);
         let q = p + len + backlen_len(len);
         self.next = (q < self.lp.end()).then_some(q);
         Some((p, item))
@@ -627,7 +735,7 @@ impl<'a> Iterator for Iter<'a> {
 }
 
 pub struct RevIter<'a> {
-    lp: &'a Listpack,
+    lp: ListpackRef<'a>,
     next: Option<usize>,
 }
 

@@ -14,6 +14,7 @@ use crate::command::{arity_error, errors, CmdError, CmdResult, Ctx, Handler, Loo
 use crate::db::Entry;
 use crate::glob::glob_match;
 use crate::longdouble;
+use crate::notify::{self, notify};
 use crate::reply::Reply;
 use crate::types::hash::{Hash, Limits};
 use crate::value::Value;
@@ -72,7 +73,8 @@ fn change_hash<R>(
             let mut hash = Hash::default();
             let result = change(&mut hash, &limits)?;
             if !hash.is_empty() {
-                ctx.db().set(key, Value::Hash(Box::new(hash)), lru);
+                ctx.db().set(key, Value::Hash(hash), lru);
+                notify::new_key(ctx, key);
             }
             Ok(result)
         }
@@ -102,6 +104,7 @@ fn set_pairs(ctx: &mut Ctx, args: &[&[u8]], command: &str) -> Result<usize, CmdE
         Ok(pairs.chunks_exact(2).filter(|pair| hash.set(pair[0], pair[1], limits)).count())
     })?;
     ctx.dirty(pairs.len() as u64 / 2);
+    notify(ctx, notify::HASH, "hset", args[1]);
     Ok(created)
 }
 
@@ -131,6 +134,7 @@ fn hsetnx(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     })?;
     if set {
         ctx.dirty(1);
+        notify(ctx, notify::HASH, "hset", args[1]);
     }
     ctx.out.int(set as i64);
     Ok(())
@@ -158,6 +162,12 @@ fn hdel(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
         ctx.db().remove(key);
     }
     ctx.dirty(deleted);
+    if deleted > 0 {
+        notify(ctx, notify::HASH, "hdel", key);
+        if emptied {
+            notify(ctx, notify::GENERIC, "del", key);
+        }
+    }
     ctx.out.int(deleted as i64);
     Ok(())
 }
@@ -176,6 +186,7 @@ fn hincrby(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
         Ok(sum)
     })?;
     ctx.dirty(1);
+    notify(ctx, notify::HASH, "hincrby", args[1]);
     ctx.out.int(sum);
     Ok(())
 }
@@ -204,6 +215,7 @@ fn hincrbyfloat(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
         Ok(sum)
     })?;
     ctx.dirty(1);
+    notify(ctx, notify::HASH, "hincrbyfloat", args[1]);
     ctx.out.bulk(&sum);
     Ok(())
 }

@@ -70,7 +70,7 @@ pub fn value_from_rdb(value: RdbValue, encoding: Encoding, limits: &Limits) -> R
         RdbValue::String(bytes) => Value::string(&bytes),
         RdbValue::List(items) => Value::List(Box::new(list_from_rdb(&items, encoding, limits.list_fill)?)),
         RdbValue::Set(members) => Value::Set(Box::new(set_from_rdb(members, encoding, limits.set)?)),
-        RdbValue::Hash(pairs) => Value::Hash(Box::new(hash_from_rdb(pairs, encoding, limits)?)),
+        RdbValue::Hash(pairs) => Value::Hash(hash_from_rdb(pairs, encoding, limits)?),
         RdbValue::SortedSet(items) => Value::ZSet(Box::new(zset_from_rdb(items, encoding, limits.zset)?)),
         RdbValue::Stream(stream) => Value::Stream(Box::new(stream_from_rdb(*stream, limits.stream_nodes)?)),
     })

@@ -14,7 +14,9 @@
 //! cursor that cannot miss a field present for the whole scan (see
 //! [`Hash::scan`]).
 
-use ferrokey_formats::listpack::{entry_size, Item, Listpack};
+use std::ptr::NonNull;
+
+use ferrokey_formats::listpack::{entry_size, Item, Listpack, ListpackRef};
 use indexmap::IndexMap;
 
 type FieldTable = IndexMap<Box<[u8]>, Box<[u8]>, foldhash::fast::RandomState>;
@@ -38,10 +40,82 @@ impl Limits {
     }
 }
 
+/// A listpack held by one thin pointer to an allocation of exactly its
+/// bytes (the total is in the listpack's own header). Small hashes are the
+/// most numerous values there are; keeping them as a pointer inside the
+/// key's [`crate::value::Value`] saves the separate header allocation a
+/// `Box<Listpack>` needs (32 bytes a hash), which is what lets a million
+/// small hashes take no more memory than in Valkey.
+struct ThinListpack(Option<NonNull<u8>>);
+
+impl ThinListpack {
+    fn new(lp: Listpack) -> ThinListpack {
+        let bytes: Box<[u8]> = lp.into_bytes().into_boxed_slice();
+        ThinListpack(NonNull::new(Box::into_raw(bytes) as *mut u8))
+    }
+
+    fn bytes(&self) -> &[u8] {
+        let ptr = self.0.expect("listpack present outside of modify").as_ptr();
+        // SAFETY: the allocation holds a whole listpack, whose first four
+        // bytes are its total length, which is the allocation's length.
+        unsafe {
+            let total = u32::from_le_bytes(*(ptr as *const [u8; 4])) as usize;
+            std::slice::from_raw_parts(ptr, total)
+        }
+    }
+
+    fn view(&self) -> ListpackRef<'_> {
+        ListpackRef::from_trusted(self.bytes())
+    }
+
+    /// Takes the bytes out as an owned listpack.
+    fn take(&mut self) -> Listpack {
+        let total = self.bytes().len();
+        let ptr = self.0.take().expect("listpack present").as_ptr();
+        // SAFETY: the allocation came from a Box<[u8]> of `total` bytes;
+        // ownership moves to the new box and `self` no longer points to it.
+        let bytes = unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, total)) };
+        Listpack::from_trusted_bytes(bytes.into_vec())
+    }
+
+    /// Changes the listpack through the owned type; the result is stored
+    /// back at its exact size.
+    fn modify<R>(&mut self, change: impl FnOnce(&mut Listpack) -> R) -> R {
+        let mut lp = self.take();
+        let result = change(&mut lp);
+        *self = ThinListpack::new(lp);
+        result
+    }
+}
+
+impl Drop for ThinListpack {
+    fn drop(&mut self) {
+        if self.0.is_some() {
+            drop(self.take());
+        }
+    }
+}
+
+impl Clone for ThinListpack {
+    fn clone(&self) -> ThinListpack {
+        ThinListpack::new(Listpack::from_trusted_bytes(self.bytes().to_vec()))
+    }
+}
+
+impl std::fmt::Debug for ThinListpack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.view().iter().map(|(_, it)| it.to_vec())).finish()
+    }
+}
+
+// SAFETY: ThinListpack owns its allocation exclusively, like a Box<[u8]>.
+unsafe impl Send for ThinListpack {}
+unsafe impl Sync for ThinListpack {}
+
 #[derive(Clone, Debug)]
 enum Repr {
-    Listpack(Listpack),
-    /// Boxed so that a small hash, the common case, stays as small as its listpack.
+    Listpack(ThinListpack),
+    /// Boxed so that a hash stays two words wide inside a value.
     Table(Box<FieldTable>),
 }
 
@@ -52,7 +126,7 @@ pub struct Hash {
 
 impl Default for Hash {
     fn default() -> Self {
-        Hash { repr: Repr::Listpack(Listpack::new()) }
+        Hash { repr: Repr::Listpack(ThinListpack::new(Listpack::new())) }
     }
 }
 
@@ -74,7 +148,7 @@ impl Hash {
     /// Number of fields.
     pub fn len(&self) -> usize {
         match &self.repr {
-            Repr::Listpack(lp) => lp.len() / 2,
+            Repr::Listpack(lp) => lp.view().len() / 2,
             Repr::Table(t) => t.len(),
         }
     }
@@ -86,7 +160,7 @@ impl Hash {
     /// An estimate of the heap memory held (MEMORY USAGE, INFO).
     pub fn heap_size(&self) -> usize {
         match &self.repr {
-            Repr::Listpack(lp) => lp.total_bytes(),
+            Repr::Listpack(lp) => lp.bytes().len(),
             Repr::Table(t) => {
                 let slot = std::mem::size_of::<(u64, Box<[u8]>, Box<[u8]>)>();
                 // The index part: a word and a control byte per bucket, at
@@ -102,6 +176,7 @@ impl Hash {
     pub fn get(&self, field: &[u8]) -> Option<Item<'_>> {
         match &self.repr {
             Repr::Listpack(lp) => {
+                let lp = lp.view();
                 let at = lp.find(field, 2)?;
                 Some(lp.get(lp.next(at)?))
             }
@@ -130,7 +205,7 @@ impl Hash {
             return;
         }
         let added: usize = args.iter().map(|a| a.len()).sum();
-        if lp.total_bytes().saturating_add(added) > LISTPACK_SAFETY_LIMIT {
+        if lp.bytes().len().saturating_add(added) > LISTPACK_SAFETY_LIMIT {
             self.convert_to_table(0);
         }
     }
@@ -141,24 +216,26 @@ impl Hash {
             self.convert_to_table(0);
         }
         match &mut self.repr {
-            Repr::Listpack(lp) => {
+            Repr::Listpack(thin) => {
                 // Growing by exactly what is added keeps the listpack at
                 // its byte size, as Valkey's reallocation does.
-                let created = match lp.find(field, 2).and_then(|at| lp.next(at)) {
-                    Some(value_at) => {
-                        lp.reserve_exact(entry_size(value));
-                        lp.replace_at(value_at, value);
-                        lp.shrink_to_fit();
-                        false
-                    }
-                    None => {
-                        lp.reserve_exact(entry_size(field) + entry_size(value));
-                        lp.push_back(field);
-                        lp.push_back(value);
-                        true
-                    }
-                };
-                if (lp.len() / 2) as u64 > limits.max_entries {
+                let (created, pairs) = thin.modify(|lp| {
+                    let created = match lp.find(field, 2).and_then(|at| lp.next(at)) {
+                        Some(value_at) => {
+                            lp.reserve_exact(entry_size(value));
+                            lp.replace_at(value_at, value);
+                            false
+                        }
+                        None => {
+                            lp.reserve_exact(entry_size(field) + entry_size(value));
+                            lp.push_back(field);
+                            lp.push_back(value);
+                            true
+                        }
+                    };
+                    (created, lp.len() / 2)
+                });
+                if pairs as u64 > limits.max_entries {
                     self.convert_to_table(0);
                 }
                 created
@@ -179,10 +256,9 @@ impl Hash {
     /// Removes `field`. Returns whether it was there.
     pub fn remove(&mut self, field: &[u8]) -> bool {
         match &mut self.repr {
-            Repr::Listpack(lp) => match lp.find(field, 2) {
+            Repr::Listpack(thin) => match thin.view().find(field, 2) {
                 Some(at) => {
-                    lp.delete_at(at, 2);
-                    lp.shrink_to_fit();
+                    thin.modify(|lp| lp.delete_at(at, 2));
                     true
                 }
                 None => false,
@@ -196,7 +272,7 @@ impl Hash {
     /// Every (field, value) pair, in the order HGETALL answers them.
     pub fn iter(&self) -> Pairs<'_> {
         match &self.repr {
-            Repr::Listpack(lp) => Pairs::Listpack(lp.iter()),
+            Repr::Listpack(lp) => Pairs::Listpack(lp.view().iter()),
             Repr::Table(t) => Pairs::Table(t.iter()),
         }
     }
@@ -205,7 +281,10 @@ impl Hash {
     /// A listpack is walked once to find where each pair starts.
     pub fn positions(&self) -> Positions<'_> {
         match &self.repr {
-            Repr::Listpack(lp) => Positions::Listpack(lp, lp.iter().step_by(2).map(|(at, _)| at).collect()),
+            Repr::Listpack(lp) => {
+                let lp = lp.view();
+                Positions::Listpack(lp, lp.iter().step_by(2).map(|(at, _)| at).collect())
+            }
             Repr::Table(t) => Positions::Table(t),
         }
     }
@@ -242,7 +321,7 @@ impl Hash {
     /// (a write that brings many new fields sizes the table once).
     fn convert_to_table(&mut self, room: usize) {
         let Repr::Listpack(lp) = &self.repr else { return };
-        let capacity = (lp.len() / 2).max(room);
+        let capacity = (lp.view().len() / 2).max(room);
         let mut table = FieldTable::with_capacity_and_hasher(capacity, Default::default());
         for (field, value) in self.iter() {
             table.insert(field.to_vec().into(), value.to_vec().into());
@@ -255,7 +334,7 @@ impl Hash {
     /// fields). Valkey's loader keeps such a listpack as it is whatever the
     /// value lengths; the caller converts it when it holds too many fields.
     pub fn from_listpack(lp: Listpack) -> Hash {
-        Hash { repr: Repr::Listpack(lp) }
+        Hash { repr: Repr::Listpack(ThinListpack::new(lp)) }
     }
 
     /// A table-encoded hash of `pairs` (distinct fields), as a loaded hash
@@ -270,9 +349,9 @@ impl Hash {
 
     /// The listpack of a listpack-encoded hash, as RDB files and DUMP
     /// payloads store it.
-    pub fn as_listpack(&self) -> Option<&Listpack> {
+    pub fn as_listpack(&self) -> Option<ListpackRef<'_>> {
         match &self.repr {
-            Repr::Listpack(lp) => Some(lp),
+            Repr::Listpack(lp) => Some(lp.view()),
             Repr::Table(_) => None,
         }
     }
@@ -302,7 +381,7 @@ impl<'a> Iterator for Pairs<'a> {
 /// A hash's pairs addressable by position.
 pub enum Positions<'a> {
     /// The listpack and the offset of each pair's field.
-    Listpack(&'a Listpack, Vec<usize>),
+    Listpack(ListpackRef<'a>, Vec<usize>),
     Table(&'a FieldTable),
 }
 
@@ -415,11 +494,16 @@ mod tests {
     }
 
     #[test]
-    fn a_small_hash_is_its_listpack_and_one_small_header() {
-        // Value boxes the Hash: the box is one 32-byte allocation and the
-        // table form costs a small hash nothing.
-        assert_eq!(std::mem::size_of::<Hash>(), std::mem::size_of::<Listpack>());
-        assert!(std::mem::size_of::<Hash>() <= 32);
+    fn a_small_hash_is_one_pointer_to_its_listpack() {
+        // Two words: the variant and one pointer, so a Value holds a hash
+        // without a box of its own.
+        assert_eq!(std::mem::size_of::<Hash>(), 16);
+        let mut h = Hash::default();
+        h.set(b"field", b"value", &SMALL);
+        let copy = h.clone();
+        h.remove(b"field");
+        assert_eq!(pairs(&copy), vec![(b"field".to_vec(), b"value".to_vec())]);
+        assert!(h.is_empty());
     }
 
     #[test]
