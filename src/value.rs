@@ -19,13 +19,13 @@ pub enum Value {
     /// A string that is a canonical i64 ("0", "-12", never "012" or "+1").
     Int(i64),
     /// A short string (at most [`EMBSTR_MAX`] bytes).
-    EmbStr(Box<[u8]>),
+    EmbStr(ShortStr),
     /// Any other string, or one that was modified in place (APPEND, SETRANGE).
-    /// Boxed so that `Value` stays three words wide: every key pays for the
+    /// Boxed so that `Value` stays two words wide: every key pays for the
     /// widest variant, and only long or edited strings pay for the box.
     RawStr(Box<Vec<u8>>),
-    // Collections are boxed so that a key's value stays three words wide;
-    // a hash is already two words (a thin pointer to its listpack, or a box).
+    // Collections are boxed so that a key's value stays two words wide; a
+    // hash is one tagged pointer already (to its listpack or its table).
     List(Box<List>),
     Hash(Hash),
     Set(Box<Set>),
@@ -88,7 +88,7 @@ impl Value {
     pub fn string_bytes(&self) -> Option<Cow<'_, [u8]>> {
         match self {
             Value::Int(n) => Some(Cow::Owned(itoa::Buffer::new().format(*n).as_bytes().to_vec())),
-            Value::EmbStr(b) => Some(Cow::Borrowed(b)),
+            Value::EmbStr(b) => Some(Cow::Borrowed(&b[..])),
             Value::RawStr(v) => Some(Cow::Borrowed(v.as_slice())),
             _ => None,
         }
@@ -146,7 +146,7 @@ impl Value {
         }
         bytes.shrink_to_fit();
         if bytes.len() <= EMBSTR_MAX {
-            Value::EmbStr(bytes.into_boxed_slice())
+            Value::EmbStr(ShortStr::from(&bytes[..]))
         } else {
             Value::RawStr(Box::new(bytes))
         }
@@ -157,10 +157,83 @@ impl Value {
 mod tests {
     use super::*;
 
-    /// Every key pays for the widest variant: keep it at three words.
+    #[test]
+    fn short_strings_keep_their_bytes() {
+        for len in [0usize, 1, 7, 8, 44, 255] {
+            let bytes: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let s = ShortStr::from(&bytes[..]);
+            assert_eq!(&s[..], &bytes[..]);
+            assert_eq!(&s.clone()[..], &bytes[..]);
+        }
+    }
+
+    /// Every key pays for the widest variant: keep it at two words.
     #[test]
     fn value_stays_small() {
-        assert!(std::mem::size_of::<Value>() <= 24, "{}", std::mem::size_of::<Value>());
-        assert!(std::mem::size_of::<crate::db::Entry>() <= 40);
+        assert_eq!(std::mem::size_of::<Value>(), 16);
+        assert!(std::mem::size_of::<crate::db::Entry>() <= 32);
     }
 }
+
+/// An `embstr` value's bytes behind one thin pointer: the allocation holds
+/// a length byte and then the bytes. A `Box<[u8]>` would be two words and
+/// make every [`Value`] a word wider; short strings are the most common
+/// values there are, so the length lives with the bytes instead.
+pub struct ShortStr(std::ptr::NonNull<u8>);
+
+impl ShortStr {
+    fn layout(len: usize) -> std::alloc::Layout {
+        std::alloc::Layout::array::<u8>(len + 1).expect("short string layout")
+    }
+}
+
+impl From<&[u8]> for ShortStr {
+    fn from(bytes: &[u8]) -> ShortStr {
+        assert!(bytes.len() <= u8::MAX as usize, "short strings hold at most 255 bytes");
+        let layout = ShortStr::layout(bytes.len());
+        // SAFETY: a non-zero-sized layout; the allocation is filled with
+        // the length byte and the bytes before anyone reads it.
+        unsafe {
+            let ptr = std::alloc::alloc(layout);
+            let Some(ptr) = std::ptr::NonNull::new(ptr) else { std::alloc::handle_alloc_error(layout) };
+            *ptr.as_ptr() = bytes.len() as u8;
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.as_ptr().add(1), bytes.len());
+            ShortStr(ptr)
+        }
+    }
+}
+
+impl std::ops::Deref for ShortStr {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the first byte is the length of the bytes that follow it.
+        unsafe {
+            let len = *self.0.as_ptr() as usize;
+            std::slice::from_raw_parts(self.0.as_ptr().add(1), len)
+        }
+    }
+}
+
+impl Drop for ShortStr {
+    fn drop(&mut self) {
+        let layout = ShortStr::layout(self.len());
+        // SAFETY: allocated in `from` with this same layout.
+        unsafe { std::alloc::dealloc(self.0.as_ptr(), layout) }
+    }
+}
+
+impl Clone for ShortStr {
+    fn clone(&self) -> ShortStr {
+        ShortStr::from(&self[..])
+    }
+}
+
+impl std::fmt::Debug for ShortStr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self))
+    }
+}
+
+// SAFETY: ShortStr owns its allocation exclusively, like a Box<[u8]>.
+unsafe impl Send for ShortStr {}
+unsafe impl Sync for ShortStr {}

@@ -40,115 +40,168 @@ impl Limits {
     }
 }
 
-/// A listpack held by one thin pointer to an allocation of exactly its
-/// bytes (the total is in the listpack's own header). Small hashes are the
-/// most numerous values there are; keeping them as a pointer inside the
-/// key's [`crate::value::Value`] saves the separate header allocation a
-/// `Box<Listpack>` needs (32 bytes a hash), which is what lets a million
-/// small hashes take no more memory than in Valkey.
-struct ThinListpack(Option<NonNull<u8>>);
+/// A hash is one tagged pointer: to the bytes of its listpack, or (low
+/// bit set) to its boxed table. Small hashes are the most numerous values
+/// there are; a single word inside the key's [`crate::value::Value`] saves
+/// the separate allocation a `Box<Hash>` needs (32 bytes a hash) and keeps
+/// `Value` two words wide, which is what lets a million small hashes take
+/// no more memory than in Valkey.
+pub struct Hash {
+    tagged: NonNull<u8>,
+}
 
-impl ThinListpack {
-    fn new(lp: Listpack) -> ThinListpack {
-        let bytes: Box<[u8]> = lp.into_bytes().into_boxed_slice();
-        ThinListpack(NonNull::new(Box::into_raw(bytes) as *mut u8))
+/// Marks a pointer to a table rather than to listpack bytes.
+const TABLE_TAG: usize = 1;
+/// Listpack allocations are aligned so that the tag bit is free.
+const LISTPACK_ALIGN: usize = 8;
+
+/// A hash's representation, borrowed.
+enum Repr<'a> {
+    Listpack(ListpackRef<'a>),
+    Table(&'a FieldTable),
+}
+
+/// A hash's representation, borrowed for a change.
+enum ReprMut<'a> {
+    Listpack(&'a mut Hash),
+    Table(&'a mut FieldTable),
+}
+
+fn listpack_layout(total: usize) -> std::alloc::Layout {
+    std::alloc::Layout::from_size_align(total, LISTPACK_ALIGN).expect("listpack layout")
+}
+
+impl Hash {
+    /// Stores a listpack's bytes in an allocation of exactly their size.
+    fn with_listpack(lp: &Listpack) -> Hash {
+        let bytes = lp.as_bytes();
+        let layout = listpack_layout(bytes.len());
+        // SAFETY: a listpack is never empty (header and terminator), and the
+        // new allocation is filled before it is read.
+        unsafe {
+            let ptr = std::alloc::alloc(layout);
+            let Some(ptr) = NonNull::new(ptr) else { std::alloc::handle_alloc_error(layout) };
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.as_ptr(), bytes.len());
+            Hash { tagged: ptr }
+        }
     }
 
-    fn bytes(&self) -> &[u8] {
-        let ptr = self.0.expect("listpack present outside of modify").as_ptr();
-        // SAFETY: the allocation holds a whole listpack, whose first four
-        // bytes are its total length, which is the allocation's length.
+    fn with_table(table: Box<FieldTable>) -> Hash {
+        let ptr = Box::into_raw(table) as *mut u8;
+        let tagged = ptr.map_addr(|a| a | TABLE_TAG);
+        Hash { tagged: NonNull::new(tagged).expect("box pointers are not null") }
+    }
+
+    fn is_table(&self) -> bool {
+        self.tagged.as_ptr().addr() & TABLE_TAG != 0
+    }
+
+    fn table_ptr(&self) -> *mut FieldTable {
+        self.tagged.as_ptr().map_addr(|a| a & !TABLE_TAG) as *mut FieldTable
+    }
+
+    /// The listpack bytes (only when not a table).
+    fn listpack_bytes(&self) -> &[u8] {
+        let ptr = self.tagged.as_ptr();
+        // SAFETY: an untagged pointer points to a whole listpack, whose
+        // first four bytes are its total length: the allocation's length.
         unsafe {
             let total = u32::from_le_bytes(*(ptr as *const [u8; 4])) as usize;
             std::slice::from_raw_parts(ptr, total)
         }
     }
 
-    fn view(&self) -> ListpackRef<'_> {
-        ListpackRef::from_trusted(self.bytes())
+    fn repr(&self) -> Repr<'_> {
+        if self.is_table() {
+            // SAFETY: a tagged pointer came from Box<FieldTable>::into_raw.
+            Repr::Table(unsafe { &*self.table_ptr() })
+        } else {
+            Repr::Listpack(ListpackRef::from_trusted(self.listpack_bytes()))
+        }
     }
 
-    /// Takes the bytes out as an owned listpack.
-    fn take(&mut self) -> Listpack {
-        let total = self.bytes().len();
-        let ptr = self.0.take().expect("listpack present").as_ptr();
-        // SAFETY: the allocation came from a Box<[u8]> of `total` bytes;
-        // ownership moves to the new box and `self` no longer points to it.
-        let bytes = unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, total)) };
-        Listpack::from_trusted_bytes(bytes.into_vec())
+    fn repr_mut(&mut self) -> ReprMut<'_> {
+        if self.is_table() {
+            // SAFETY: as in repr, and `&mut self` makes the access exclusive.
+            ReprMut::Table(unsafe { &mut *self.table_ptr() })
+        } else {
+            ReprMut::Listpack(self)
+        }
     }
 
     /// Changes the listpack through the owned type; the result is stored
-    /// back at its exact size.
-    fn modify<R>(&mut self, change: impl FnOnce(&mut Listpack) -> R) -> R {
-        let mut lp = self.take();
+    /// back at its exact size, as Valkey reallocates on every change.
+    fn modify_listpack<R>(&mut self, change: impl FnOnce(&mut Listpack) -> R) -> R {
+        let mut lp = Listpack::from_trusted_bytes(self.listpack_bytes().to_vec());
         let result = change(&mut lp);
-        *self = ThinListpack::new(lp);
+        self.replace(Hash::with_listpack(&lp));
         result
+    }
+
+    fn replace(&mut self, other: Hash) {
+        // Dropping the old value frees its allocation.
+        drop(std::mem::replace(self, other));
     }
 }
 
-impl Drop for ThinListpack {
+impl Drop for Hash {
     fn drop(&mut self) {
-        if self.0.is_some() {
-            drop(self.take());
+        if self.is_table() {
+            // SAFETY: the tagged pointer owns the box it came from.
+            unsafe { drop(Box::from_raw(self.table_ptr())) };
+        } else {
+            let layout = listpack_layout(self.listpack_bytes().len());
+            // SAFETY: allocated in with_listpack with this same layout.
+            unsafe { std::alloc::dealloc(self.tagged.as_ptr(), layout) };
         }
     }
 }
 
-impl Clone for ThinListpack {
-    fn clone(&self) -> ThinListpack {
-        ThinListpack::new(Listpack::from_trusted_bytes(self.bytes().to_vec()))
+impl Clone for Hash {
+    fn clone(&self) -> Hash {
+        match self.repr() {
+            Repr::Listpack(lp) => Hash::with_listpack(&Listpack::from_trusted_bytes(lp.as_bytes().to_vec())),
+            Repr::Table(t) => Hash::with_table(Box::new(t.clone())),
+        }
     }
 }
 
-impl std::fmt::Debug for ThinListpack {
+impl std::fmt::Debug for Hash {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.view().iter().map(|(_, it)| it.to_vec())).finish()
+        f.debug_map().entries(self.iter().map(|(k, v)| (k.to_vec(), v.to_vec()))).finish()
     }
 }
 
-// SAFETY: ThinListpack owns its allocation exclusively, like a Box<[u8]>.
-unsafe impl Send for ThinListpack {}
-unsafe impl Sync for ThinListpack {}
-
-#[derive(Clone, Debug)]
-enum Repr {
-    Listpack(ThinListpack),
-    /// Boxed so that a hash stays two words wide inside a value.
-    Table(Box<FieldTable>),
-}
-
-#[derive(Clone, Debug)]
-pub struct Hash {
-    repr: Repr,
-}
+// SAFETY: a Hash owns what its pointer points to exclusively, like a Box.
+unsafe impl Send for Hash {}
+unsafe impl Sync for Hash {}
 
 impl Default for Hash {
     fn default() -> Self {
-        Hash { repr: Repr::Listpack(ThinListpack::new(Listpack::new())) }
+        Hash::with_listpack(&Listpack::new())
     }
 }
 
 impl Hash {
     /// The name OBJECT ENCODING reports.
     pub fn encoding_name(&self) -> &'static str {
-        match self.repr {
-            Repr::Listpack(_) => "listpack",
-            Repr::Table(_) => "hashtable",
+        if self.is_table() {
+            "hashtable"
+        } else {
+            "listpack"
         }
     }
 
     /// Whether the pairs are in the listpack (which keeps them in
     /// insertion order) rather than the table.
     pub fn is_listpack(&self) -> bool {
-        matches!(self.repr, Repr::Listpack(_))
+        !self.is_table()
     }
 
     /// Number of fields.
     pub fn len(&self) -> usize {
-        match &self.repr {
-            Repr::Listpack(lp) => lp.view().len() / 2,
+        match self.repr() {
+            Repr::Listpack(lp) => lp.len() / 2,
             Repr::Table(t) => t.len(),
         }
     }
@@ -159,8 +212,8 @@ impl Hash {
 
     /// An estimate of the heap memory held (MEMORY USAGE, INFO).
     pub fn heap_size(&self) -> usize {
-        match &self.repr {
-            Repr::Listpack(lp) => lp.bytes().len(),
+        match self.repr() {
+            Repr::Listpack(lp) => lp.total_bytes(),
             Repr::Table(t) => {
                 let slot = std::mem::size_of::<(u64, Box<[u8]>, Box<[u8]>)>();
                 // The index part: a word and a control byte per bucket, at
@@ -172,11 +225,17 @@ impl Hash {
         }
     }
 
+    fn repr_listpack_find(&self, field: &[u8]) -> Option<usize> {
+        match self.repr() {
+            Repr::Listpack(lp) => lp.find(field, 2),
+            Repr::Table(_) => None,
+        }
+    }
+
     /// The value of `field`, if present.
     pub fn get(&self, field: &[u8]) -> Option<Item<'_>> {
-        match &self.repr {
+        match self.repr() {
             Repr::Listpack(lp) => {
-                let lp = lp.view();
                 let at = lp.find(field, 2)?;
                 Some(lp.get(lp.next(at)?))
             }
@@ -194,7 +253,8 @@ impl Hash {
     /// longer than the byte limit, or a listpack that would pass its
     /// safety size.
     pub fn prepare_for_write(&mut self, args: &[&[u8]], limits: &Limits) {
-        let Repr::Listpack(lp) = &self.repr else { return };
+        let Repr::Listpack(lp) = self.repr() else { return };
+        let total_bytes = lp.total_bytes();
         let new_fields = args.len() / 2;
         if new_fields as u64 > limits.max_entries {
             self.convert_to_table(new_fields);
@@ -205,7 +265,7 @@ impl Hash {
             return;
         }
         let added: usize = args.iter().map(|a| a.len()).sum();
-        if lp.bytes().len().saturating_add(added) > LISTPACK_SAFETY_LIMIT {
+        if total_bytes.saturating_add(added) > LISTPACK_SAFETY_LIMIT {
             self.convert_to_table(0);
         }
     }
@@ -215,11 +275,11 @@ impl Hash {
         if self.is_listpack() && (limits.too_long(field) || limits.too_long(value)) {
             self.convert_to_table(0);
         }
-        match &mut self.repr {
-            Repr::Listpack(thin) => {
+        match self.repr_mut() {
+            ReprMut::Listpack(hash) => {
                 // Growing by exactly what is added keeps the listpack at
                 // its byte size, as Valkey's reallocation does.
-                let (created, pairs) = thin.modify(|lp| {
+                let (created, pairs) = hash.modify_listpack(|lp| {
                     let created = match lp.find(field, 2).and_then(|at| lp.next(at)) {
                         Some(value_at) => {
                             lp.reserve_exact(entry_size(value));
@@ -240,7 +300,7 @@ impl Hash {
                 }
                 created
             }
-            Repr::Table(t) => match t.get_mut(field) {
+            ReprMut::Table(t) => match t.get_mut(field) {
                 Some(old) => {
                     *old = value.into();
                     false
@@ -255,24 +315,24 @@ impl Hash {
 
     /// Removes `field`. Returns whether it was there.
     pub fn remove(&mut self, field: &[u8]) -> bool {
-        match &mut self.repr {
-            Repr::Listpack(thin) => match thin.view().find(field, 2) {
+        match self.repr_mut() {
+            ReprMut::Listpack(hash) => match hash.repr_listpack_find(field) {
                 Some(at) => {
-                    thin.modify(|lp| lp.delete_at(at, 2));
+                    hash.modify_listpack(|lp| lp.delete_at(at, 2));
                     true
                 }
                 None => false,
             },
             // Moving the last field into the hole keeps removal O(1) and is
             // what the scan cursor relies on.
-            Repr::Table(t) => t.swap_remove(field).is_some(),
+            ReprMut::Table(t) => t.swap_remove(field).is_some(),
         }
     }
 
     /// Every (field, value) pair, in the order HGETALL answers them.
     pub fn iter(&self) -> Pairs<'_> {
-        match &self.repr {
-            Repr::Listpack(lp) => Pairs::Listpack(lp.view().iter()),
+        match self.repr() {
+            Repr::Listpack(lp) => Pairs::Listpack(lp.iter()),
             Repr::Table(t) => Pairs::Table(t.iter()),
         }
     }
@@ -280,11 +340,8 @@ impl Hash {
     /// Random access to the pairs by position (0..len), for HRANDFIELD.
     /// A listpack is walked once to find where each pair starts.
     pub fn positions(&self) -> Positions<'_> {
-        match &self.repr {
-            Repr::Listpack(lp) => {
-                let lp = lp.view();
-                Positions::Listpack(lp, lp.iter().step_by(2).map(|(at, _)| at).collect())
-            }
+        match self.repr() {
+            Repr::Listpack(lp) => Positions::Listpack(lp, lp.iter().step_by(2).map(|(at, _)| at).collect()),
             Repr::Table(t) => Positions::Table(t),
         }
     }
@@ -297,7 +354,7 @@ impl Hash {
     /// for the whole scan is always visited (perhaps twice), and fields
     /// added meanwhile land above the cursor.
     pub fn scan<'a>(&'a self, cursor: u64, count: usize, mut visit: impl FnMut(Item<'a>, Item<'a>)) -> u64 {
-        match &self.repr {
+        match self.repr() {
             Repr::Listpack(_) => {
                 self.iter().for_each(|(f, v)| visit(f, v));
                 0
@@ -320,13 +377,13 @@ impl Hash {
     /// Moves the pairs into a table with room for at least `room` fields
     /// (a write that brings many new fields sizes the table once).
     fn convert_to_table(&mut self, room: usize) {
-        let Repr::Listpack(lp) = &self.repr else { return };
-        let capacity = (lp.view().len() / 2).max(room);
+        let Repr::Listpack(lp) = self.repr() else { return };
+        let capacity = (lp.len() / 2).max(room);
         let mut table = FieldTable::with_capacity_and_hasher(capacity, Default::default());
         for (field, value) in self.iter() {
             table.insert(field.to_vec().into(), value.to_vec().into());
         }
-        self.repr = Repr::Table(Box::new(table));
+        self.replace(Hash::with_table(Box::new(table)));
     }
 
     /// A hash around a listpack of field/value pairs that was read from an
@@ -334,7 +391,7 @@ impl Hash {
     /// fields). Valkey's loader keeps such a listpack as it is whatever the
     /// value lengths; the caller converts it when it holds too many fields.
     pub fn from_listpack(lp: Listpack) -> Hash {
-        Hash { repr: Repr::Listpack(ThinListpack::new(lp)) }
+        Hash::with_listpack(&lp)
     }
 
     /// A table-encoded hash of `pairs` (distinct fields), as a loaded hash
@@ -344,14 +401,14 @@ impl Hash {
         for (field, value) in pairs {
             table.insert(field.into(), value.into());
         }
-        Hash { repr: Repr::Table(Box::new(table)) }
+        Hash::with_table(Box::new(table))
     }
 
     /// The listpack of a listpack-encoded hash, as RDB files and DUMP
     /// payloads store it.
     pub fn as_listpack(&self) -> Option<ListpackRef<'_>> {
-        match &self.repr {
-            Repr::Listpack(lp) => Some(lp.view()),
+        match self.repr() {
+            Repr::Listpack(lp) => Some(lp),
             Repr::Table(_) => None,
         }
     }
@@ -495,9 +552,8 @@ mod tests {
 
     #[test]
     fn a_small_hash_is_one_pointer_to_its_listpack() {
-        // Two words: the variant and one pointer, so a Value holds a hash
-        // without a box of its own.
-        assert_eq!(std::mem::size_of::<Hash>(), 16);
+        // One word, so a Value holds a hash without a box of its own.
+        assert_eq!(std::mem::size_of::<Hash>(), 8);
         let mut h = Hash::default();
         h.set(b"field", b"value", &SMALL);
         let copy = h.clone();
