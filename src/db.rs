@@ -245,6 +245,28 @@ impl Db {
     pub fn overhead_bytes(&self) -> usize {
         self.map.overhead_bytes() + self.volatile.capacity() * 16
     }
+
+    /// Makes room for `keys` more keys, `volatile` of them with a TTL,
+    /// so that adding them rehashes nothing (RDB RESIZEDB hints).
+    pub fn reserve(&mut self, keys: usize, volatile: usize) {
+        self.map.reserve(keys);
+        self.volatile.reserve(volatile);
+    }
+
+    /// Adds a key the database does not hold (one lookup fewer than
+    /// [`Db::insert_entry`], for loading). When it does hold it, nothing
+    /// changes and the entry is handed back.
+    pub fn insert_new(&mut self, key: &[u8], entry: Entry) -> Result<(), Entry> {
+        if self.map.position(key).is_some() {
+            return Err(entry);
+        }
+        let has_ttl = entry.expire_at != NO_EXPIRE;
+        let idx = self.map.push(key, entry);
+        if has_ttl {
+            self.volatile.insert(idx as u32);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -220,6 +220,16 @@ impl KeyTable {
         self.index.capacity() * (std::mem::size_of::<u32>() + 1)
             + self.chunks.len() * CHUNK * std::mem::size_of::<Slot>()
     }
+
+    /// Makes room in the index for `additional` more keys, so that adding
+    /// them rehashes nothing (an RDB file announces its key count).
+    pub fn reserve(&mut self, additional: usize) {
+        let KeyTable { index, chunks, hasher, .. } = self;
+        index.reserve(additional, |&p| {
+            let p = p as usize;
+            hasher.hash_one(chunks[p >> CHUNK_BITS][p & (CHUNK - 1)].key.as_bytes())
+        });
+    }
 }
 
 #[cfg(test)]

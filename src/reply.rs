@@ -222,4 +222,13 @@ impl Reply {
         self.simple("HELP");
         self.simple("    Print this help.");
     }
+
+    /// [`Reply::error`] for a message of any bytes (scripts raise errors
+    /// that need not be UTF-8); CR and LF become spaces the same way.
+    pub fn error_bytes(&mut self, msg: &[u8]) {
+        self.errors += 1;
+        self.buf.push(b'-');
+        self.buf.extend(msg.iter().map(|&c| if c == b'\r' || c == b'\n' { b' ' } else { c }));
+        self.buf.extend_from_slice(b"\r\n");
+    }
 }

@@ -72,8 +72,9 @@ impl Mode {
 
 #[derive(Clone, Debug)]
 enum Action {
-    /// A command, sent as a multibulk; one reply read.
-    Cmd(Vec<Vec<u8>>),
+    /// A command, sent as a multibulk; `replies` replies read (one unless
+    /// the line says `[replies N]`).
+    Cmd { args: Vec<Vec<u8>>, replies: usize },
     /// A command, sent as a multibulk; no reply read.
     NoReply(Vec<Vec<u8>>),
     /// Raw bytes; `replies` replies read, then a check for a closed connection.
@@ -88,11 +89,30 @@ struct Line {
     /// Only under this protocol (2 or 3), when set.
     only: Option<u8>,
     action: Action,
+    /// Runs on the script's second connection (`[other]`).
+    on_other: bool,
+    /// After its replies, collects what else both connections received
+    /// (pub/sub messages, keyspace events) up to a PING sentinel.
+    drain: bool,
+}
+
+/// The file directive that makes every line drain (`[nodrain]` opts out).
+const DRAIN_DIRECTIVE: &str = "#!drain";
+
+/// What the prefixes of one line say.
+struct Prefixes {
+    mode: Mode,
+    only: Option<u8>,
+    action: Action,
+    on_other: bool,
+    /// `[drain]` (Some(true)) or `[nodrain]` (Some(false)); None follows the file.
+    drain: Option<bool>,
 }
 
 fn parse_script(src: &str) -> Result<Vec<Line>, Vec<String>> {
     let mut lines = Vec::new();
     let mut errors = Vec::new();
+    let drain_all = src.lines().any(|l| l.trim() == DRAIN_DIRECTIVE);
     for (i, raw_line) in src.lines().enumerate() {
         let lineno = i + 1;
         let text = raw_line.trim();
@@ -100,7 +120,15 @@ fn parse_script(src: &str) -> Result<Vec<Line>, Vec<String>> {
             continue;
         }
         match parse_line(text) {
-            Ok((mode, only, action)) => lines.push(Line { lineno, text: text.to_string(), mode, only, action }),
+            Ok(p) => lines.push(Line {
+                lineno,
+                text: text.to_string(),
+                mode: p.mode,
+                only: p.only,
+                action: p.action,
+                on_other: p.on_other,
+                drain: p.drain.unwrap_or(drain_all),
+            }),
             Err(e) => errors.push(format!("line {lineno}: {e}: {text}")),
         }
     }
@@ -111,12 +139,15 @@ fn parse_script(src: &str) -> Result<Vec<Line>, Vec<String>> {
     }
 }
 
-fn parse_line(text: &str) -> Result<(Mode, Option<u8>, Action), String> {
+fn parse_line(text: &str) -> Result<Prefixes, String> {
     let mut rest = text;
     let mut mode: Option<Mode> = None;
     let mut only = None;
     let mut raw: Option<usize> = None;
     let mut noreply = false;
+    let mut replies: Option<usize> = None;
+    let mut on_other = false;
+    let mut drain = None;
     while let Some(after) = rest.strip_prefix('[') {
         let close = after.find(']').ok_or("a prefix '[' without ']'")?;
         let words: Vec<&str> = after[..close].split_whitespace().collect();
@@ -140,6 +171,10 @@ fn parse_line(text: &str) -> Result<(Mode, Option<u8>, Action), String> {
             ["raw"] => raw = Some(1),
             ["raw", n] => raw = Some(int(n)?.try_into().map_err(|_| "a negative reply count")?),
             ["noreply"] => noreply = true,
+            ["replies", n] => replies = Some(int(n)?.try_into().map_err(|_| "a negative reply count")?),
+            ["other"] => on_other = true,
+            ["drain"] => drain = Some(true),
+            ["nodrain"] => drain = Some(false),
             _ => return Err(format!("unknown prefix [{}]", &after[..close])),
         }
     }
@@ -147,25 +182,29 @@ fn parse_line(text: &str) -> Result<(Mode, Option<u8>, Action), String> {
         return Err("no command after the prefixes".into());
     }
     let action = match raw {
-        Some(replies) => {
-            if noreply {
-                return Err("[raw] and [noreply] together (use [raw 0])".into());
+        Some(raw_replies) => {
+            if noreply || replies.is_some() {
+                return Err("[raw] with [noreply] or [replies N] (use [raw N])".into());
             }
-            Action::Raw { bytes: unescape(rest)?, replies }
+            if on_other {
+                return Err("[raw] on the [other] connection".into());
+            }
+            Action::Raw { bytes: unescape(rest)?, replies: raw_replies }
         }
         None => {
             let args = split_args(rest.as_bytes()).ok_or("unbalanced quotes")?;
             if args.is_empty() {
                 return Err("no command".into());
             }
-            if noreply {
-                Action::NoReply(args)
-            } else {
-                Action::Cmd(args)
+            match (noreply, replies) {
+                (true, Some(_)) => return Err("[noreply] and [replies N] together (use [replies 0])".into()),
+                (true, None) if on_other => return Err("[noreply] on the [other] connection".into()),
+                (true, None) => Action::NoReply(args),
+                (false, replies) => Action::Cmd { args, replies: replies.unwrap_or(1) },
             }
         }
     };
-    Ok((mode.unwrap_or(Mode::Exact), only, action))
+    Ok(Prefixes { mode: mode.unwrap_or(Mode::Exact), only, action, on_other, drain })
 }
 
 /// Processes `\r \n \t \0 \\ \xHH` in a `[raw]` line.
@@ -409,6 +448,9 @@ enum Out {
     Closed,
     Timeout,
     Invalid(String),
+    /// Says which connection the drained frames after it came from, when
+    /// it is not the one that ran the line.
+    Drained(&'static str),
 }
 
 impl Out {
@@ -425,10 +467,11 @@ impl Out {
             Out::Closed => "<connection closed>".into(),
             Out::Timeout => "<no reply in time>".into(),
             Out::Invalid(e) => format!("<invalid reply: {e}>"),
+            Out::Drained(conn) => format!("<then on the {conn} connection:>"),
         }
     }
     fn breaks_connection(&self) -> bool {
-        !matches!(self, Out::Reply(_))
+        !matches!(self, Out::Reply(_) | Out::Drained(_))
     }
 }
 
@@ -443,8 +486,16 @@ struct Side {
     label: String,
     server: Server,
     conn: Option<RawConn>,
+    /// The script's second connection, opened by its first `[other]` line
+    /// and closed at the end of the script.
+    other: Option<RawConn>,
     timeout: Duration,
 }
+
+/// The message of the PING a drain sends; its reply (a bulk string, or
+/// `["pong", message]` on a RESP2 connection in subscribed mode) ends the
+/// drain.
+const DRAIN_SENTINEL: &[u8] = b"differential-drain-sentinel";
 
 impl Side {
     /// A fresh connection, restarting the server first if it died. A crash is
@@ -474,6 +525,65 @@ impl Side {
 
     fn conn(&mut self) -> &mut RawConn {
         self.conn.as_mut().expect("connected")
+    }
+
+    /// The second connection, opened (in `proto`, database 0) if needed.
+    fn other_conn(&mut self, proto: u8) -> &mut RawConn {
+        let timeout = self.timeout;
+        let port = self.server.port;
+        self.other.get_or_insert_with(|| {
+            let mut conn = RawConn::connect(port);
+            conn.set_timeout(timeout);
+            if proto == 3 && conn.try_send(&[b"HELLO", b"3"]).is_ok() {
+                let _ = conn.try_read_reply();
+            }
+            conn
+        })
+    }
+
+    /// Ends the second connection at the end of a script, after a RESET so
+    /// that the server has dropped its subscriptions before the next
+    /// script runs (a plain close is noticed by the server only later).
+    fn close_other(&mut self) {
+        let Some(mut conn) = self.other.take() else { return };
+        if conn.try_send(&[b"RESET"]).is_ok() {
+            while let Ok(reply) = conn.try_read_reply() {
+                if reply == b"+RESET\r\n" {
+                    break;
+                }
+            }
+        }
+        conn.close();
+    }
+
+    /// After a `[drain]` line: what the first connection (unless it broke)
+    /// and then the second one (if open) received besides replies, each up
+    /// to the reply of a PING sentinel. Frames of the connection that did
+    /// not run the line come after a [`Out::Drained`] marker. Returns
+    /// whether the first connection broke (the second one is dropped when
+    /// it does).
+    fn drain(&mut self, ran_on_other: bool, main_ok: bool) -> (Vec<Out>, bool) {
+        let mut outs = Vec::new();
+        let mut main_broken = false;
+        if main_ok {
+            if ran_on_other {
+                outs.push(Out::Drained("first"));
+            }
+            let drained = drain_conn(self.conn());
+            main_broken = drained.iter().any(Out::breaks_connection);
+            outs.extend(drained);
+        }
+        if let Some(other) = self.other.as_mut() {
+            if !ran_on_other {
+                outs.push(Out::Drained("other"));
+            }
+            let drained = drain_conn(other);
+            if drained.iter().any(Out::breaks_connection) {
+                self.other = None;
+            }
+            outs.extend(drained);
+        }
+        (outs, main_broken)
     }
 
     fn call(&mut self, args: &[&[u8]]) -> Out {
@@ -538,36 +648,65 @@ fn tail(s: &str, n: usize) -> &str {
     &s[start..]
 }
 
-/// Runs one line on one side (no close check, no reconnect).
-fn exec(side: &mut Side, action: &Action) -> Vec<Out> {
-    let c = side.conn();
-    match action {
-        Action::Cmd(args) | Action::NoReply(args) => {
-            let refs: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
-            if c.try_send(&refs).is_err() {
-                return vec![Out::Closed];
-            }
-            if matches!(action, Action::NoReply(_)) {
-                return vec![];
-            }
-            vec![read_out(c)]
-        }
-        Action::Raw { bytes, replies } => {
-            if c.try_send_raw(bytes).is_err() {
-                return vec![Out::Closed];
-            }
-            let mut outs = Vec::new();
-            for _ in 0..*replies {
-                let o = read_out(c);
+/// Reads a connection's frames up to the reply of a PING sentinel (which
+/// is left out), or up to a failure (which is kept).
+fn drain_conn(c: &mut RawConn) -> Vec<Out> {
+    let mut sentinel_subscribed = b"*2\r\n$4\r\npong\r\n".to_vec();
+    sentinel_subscribed.extend_from_slice(&encode_bulk(DRAIN_SENTINEL));
+    let sentinel = encode_bulk(DRAIN_SENTINEL);
+    if c.try_send(&[b"PING", DRAIN_SENTINEL]).is_err() {
+        return vec![Out::Closed];
+    }
+    let mut outs = Vec::new();
+    loop {
+        match read_out(c) {
+            Out::Reply(r) if r == sentinel || r == sentinel_subscribed => return outs,
+            o => {
                 let stop = o.breaks_connection();
                 outs.push(o);
                 if stop {
-                    break;
+                    return outs;
                 }
             }
-            outs
         }
     }
+}
+
+fn encode_bulk(data: &[u8]) -> Vec<u8> {
+    let mut out = format!("${}\r\n", data.len()).into_bytes();
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// Runs one line's action on one side's first connection, or with
+/// `on_other` on its second one (no close check, no reconnect).
+fn exec(side: &mut Side, action: &Action, on_other: bool, proto: u8) -> Vec<Out> {
+    let c = if on_other { side.other_conn(proto) } else { side.conn() };
+    let (sent, replies) = match action {
+        Action::Cmd { args, replies } => {
+            let refs: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
+            (c.try_send(&refs), *replies)
+        }
+        Action::NoReply(args) => {
+            let refs: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
+            (c.try_send(&refs), 0)
+        }
+        Action::Raw { bytes, replies } => (c.try_send_raw(bytes), *replies),
+    };
+    if sent.is_err() {
+        return vec![Out::Closed];
+    }
+    let mut outs = Vec::new();
+    for _ in 0..replies {
+        let o = read_out(c);
+        let stop = o.breaks_connection();
+        outs.push(o);
+        if stop {
+            break;
+        }
+    }
+    outs
 }
 
 struct Mismatch {
@@ -619,7 +758,9 @@ impl Run {
             text: text.to_string(),
             mode: Mode::Shape,
             only: None,
-            action: Action::Cmd(vec![]),
+            action: Action::Cmd { args: vec![], replies: 1 },
+            on_other: false,
+            drain: false,
         };
         let ((fa, ha), (fb, hb)) = (ra, rb);
         if !fa.is_empty() || !fb.is_empty() {
@@ -639,8 +780,8 @@ impl Run {
             if line.only.is_some_and(|p| p != proto) {
                 continue;
             }
-            let mut oa = exec(&mut self.a, &line.action);
-            let mut ob = exec(&mut self.b, &line.action);
+            let mut oa = exec(&mut self.a, &line.action, line.on_other, proto);
+            let mut ob = exec(&mut self.b, &line.action, line.on_other, proto);
             match line.action {
                 Action::Raw { .. } => probe_close(&mut self.a, &mut oa, &mut self.b, &mut ob),
                 Action::NoReply(_) => {
@@ -648,7 +789,25 @@ impl Run {
                         take_unexpected(side, outs);
                     }
                 }
-                Action::Cmd(_) => {}
+                Action::Cmd { .. } => {}
+            }
+            // Whether each side's first connection must be replaced; a
+            // broken second connection is simply dropped.
+            let mut main_broken = [false, false];
+            for (i, (side, outs)) in [(&mut self.a, &mut oa), (&mut self.b, &mut ob)].into_iter().enumerate() {
+                let broken = outs.iter().any(Out::breaks_connection);
+                if line.on_other {
+                    if broken {
+                        side.other = None;
+                    }
+                } else {
+                    main_broken[i] = broken;
+                }
+                if line.drain {
+                    let (drained, drain_broke) = side.drain(line.on_other, !main_broken[i]);
+                    main_broken[i] |= drain_broke;
+                    outs.extend(drained);
+                }
             }
             if self.show {
                 say(&format!("{file}:{} [RESP{proto}] {}\n    -> {}", line.lineno, line.text, show_outs(&ob)));
@@ -656,8 +815,8 @@ impl Run {
             self.compared += 1;
             let (same, explain) = outs_equal(&line.mode, &oa, &ob);
             let mut crash_notes = Vec::new();
-            for (side, outs) in [(&mut self.a, &oa), (&mut self.b, &ob)] {
-                if outs.iter().any(Out::breaks_connection) {
+            for (side, broken) in [(&mut self.a, main_broken[0]), (&mut self.b, main_broken[1])] {
+                if broken {
                     if let Some(n) = side.connect(proto) {
                         crash_notes.push(n);
                     }
@@ -674,6 +833,8 @@ impl Run {
                 self.record(file, line, proto, &oa, &ob, note);
             }
         }
+        self.a.close_other();
+        self.b.close_other();
     }
 }
 
@@ -707,7 +868,7 @@ fn group_of(line: &Line) -> String {
     ];
     match &line.action {
         Action::Raw { .. } => "[raw]".into(),
-        Action::Cmd(args) | Action::NoReply(args) => {
+        Action::Cmd { args, .. } | Action::NoReply(args) => {
             if line.lineno == 0 {
                 return "(setup)".into();
             }
@@ -840,7 +1001,7 @@ fn differential() {
         // Like the reference, which `Valkey::start` gives the same option.
         ("ferrokey".to_string(), Server::start_with(&["--enable-debug-command", "yes"]))
     };
-    let side = |label: String, server: Server| Side { label, server, conn: None, timeout };
+    let side = |label: String, server: Server| Side { label, server, conn: None, other: None, timeout };
     let mut run = Run {
         a: side(label_a.clone(), subject),
         b: side("valkey".to_string(), reference),
@@ -926,7 +1087,9 @@ fn script_prefixes_parse() {
     .unwrap();
     assert_eq!(lines.len(), 5);
     assert_eq!(lines[0].lineno, 3);
-    assert!(matches!(&lines[0].action, Action::Cmd(a) if a == &vec![b"SET".to_vec(), b"k".to_vec(), b"a b".to_vec()]));
+    assert!(
+        matches!(&lines[0].action, Action::Cmd { args, replies: 1 } if args == &vec![b"SET".to_vec(), b"k".to_vec(), b"a b".to_vec()])
+    );
     assert_eq!(lines[1].mode, Mode::Sorted);
     assert_eq!((lines[2].mode.clone(), lines[2].only), (Mode::Range(1, 10), Some(3)));
     assert!(matches!(&lines[3].action, Action::Raw { bytes, replies: 2 } if bytes == b"PING\r\nPING\r\n"));
@@ -937,6 +1100,17 @@ fn script_prefixes_parse() {
         assert!(parse_script(bad).is_err(), "{bad:?} should not parse");
     }
     assert_eq!(unescape("a\\x41\\r\\n\\\\\\0").unwrap(), b"aA\r\n\\\0");
+
+    let drained = parse_script("#!drain\n[replies 3] SUBSCRIBE a b c\n[other] [nodrain] PUBLISH a x\n").unwrap();
+    assert!(matches!(&drained[0].action, Action::Cmd { replies: 3, .. }));
+    assert!(drained[0].drain && !drained[0].on_other);
+    assert!(!drained[1].drain && drained[1].on_other);
+    let plain = parse_script("[drain] PING\nPING\n").unwrap();
+    assert!(plain[0].drain && !plain[1].drain);
+    for bad in ["[raw] [other] PING\\r\\n", "[noreply] [replies 2] PING", "[other] [noreply] PING", "[replies x] PING"]
+    {
+        assert!(parse_script(bad).is_err(), "{bad:?} should not parse");
+    }
 }
 
 #[test]

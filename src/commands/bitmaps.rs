@@ -13,6 +13,7 @@ use ferrokey_formats::resp::parse_i64;
 
 use super::args::c_str;
 use crate::command::{errors, CmdError, CmdResult, Ctx, Handler, Lookup};
+use crate::notify::{self, notify};
 use crate::reply::Reply;
 use crate::value::Value;
 
@@ -141,6 +142,7 @@ fn writable_bits<'c>(
         None => {
             let lru = ctx.lru_now();
             ctx.db().set(key, Value::RawStr(Box::default()), lru);
+            notify::new_key(ctx, key);
             true
         }
     };
@@ -186,6 +188,7 @@ fn setbit(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     out.int(was_on as i64);
     if resized || was_on != on {
         ctx.dirty(1);
+        notify(ctx, notify::STRING, "setbit", args[1]);
     }
     Ok(())
 }
@@ -357,10 +360,16 @@ fn bitop(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let len = result.len();
     if len > 0 {
         let lru = ctx.lru_now();
+        let existed = ctx.lookup(dest, Lookup::Write).0.is_some();
         ctx.db().set(dest, Value::RawStr(Box::new(result)), lru);
         ctx.dirty(1);
+        if !existed {
+            notify::new_key(ctx, dest);
+        }
+        notify(ctx, notify::STRING, "set", dest);
     } else if ctx.db().remove(dest).is_some() {
         ctx.dirty(1);
+        notify(ctx, notify::GENERIC, "del", dest);
     }
     ctx.out.int(len as i64);
     Ok(())
@@ -652,5 +661,8 @@ fn bitfield_generic(ctx: &mut Ctx, args: &[&[u8]], read_only: bool) -> CmdResult
         }
     }
     ctx.dirty(changes);
+    if changes > 0 {
+        notify(ctx, notify::STRING, "setbit", args[1]);
+    }
     Ok(())
 }

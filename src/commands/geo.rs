@@ -23,6 +23,7 @@ use super::sort::{partial_sort_by, stable_sort_by};
 use crate::command::{errors, CmdError, CmdResult, Ctx, Handler, Lookup};
 use crate::db::Entry;
 use crate::double;
+use crate::notify::{self, notify};
 use crate::reply::Reply;
 use crate::types::zset::{Limits, Range, ScoreRange, ZSet};
 use crate::value::Value;
@@ -914,9 +915,7 @@ fn search(ctx: &mut Ctx, args: &[&[u8]], command: SearchCommand) -> CmdResult {
         match request.destination {
             Some(destination) => {
                 out.int(0);
-                if ctx.db().remove(destination).is_some() {
-                    ctx.dirty(1);
-                }
+                delete_destination(ctx, destination);
             }
             None => out.array(0),
         }
@@ -967,7 +966,8 @@ fn search(ctx: &mut Ctx, args: &[&[u8]], command: SearchCommand) -> CmdResult {
                     (p.member, score)
                 })
                 .collect();
-            store_points(ctx, destination, elements);
+            let event = if command.is_search() { "geosearchstore" } else { "georadiusstore" };
+            store_points(ctx, destination, elements, event);
         }
     }
     Ok(())
@@ -993,15 +993,22 @@ fn reply_points(out: &mut Reply, found: &[Found], request: &Request) {
     }
 }
 
-/// Stores what a search found as a sorted set (deleting the destination
-/// when nothing was found) and answers how many points there were.
-fn store_points(ctx: &mut Ctx, destination: &[u8], mut elements: Vec<(Vec<u8>, f64)>) {
+/// Deletes the destination of a search that found nothing.
+fn delete_destination(ctx: &mut Ctx, destination: &[u8]) {
+    if ctx.db().remove(destination).is_some() {
+        ctx.dirty(1);
+        notify(ctx, notify::GENERIC, "del", destination);
+    }
+}
+
+/// Stores what a search found as a sorted set, announced as `event`
+/// (deleting the destination when nothing was found), and answers how many
+/// points there were.
+fn store_points(ctx: &mut Ctx, destination: &[u8], mut elements: Vec<(Vec<u8>, f64)>, event: &str) {
     let count = elements.len();
     if count == 0 {
         ctx.out.int(0);
-        if ctx.db().remove(destination).is_some() {
-            ctx.dirty(1);
-        }
+        delete_destination(ctx, destination);
         return;
     }
     elements.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
@@ -1009,9 +1016,14 @@ fn store_points(ctx: &mut Ctx, destination: &[u8], mut elements: Vec<(Vec<u8>, f
     elements.dedup_by(|a, b| a.0 == b.0);
     let zset = ZSet::from_sorted(elements, Limits::from_config(&ctx.srv.config));
     let lru = ctx.lru_now();
+    let existed = ctx.lookup(destination, Lookup::Write).0.is_some();
     ctx.db().set(destination, Value::ZSet(Box::new(zset)), lru);
     ctx.out.int(count as i64);
     ctx.dirty(count as u64);
+    if !existed {
+        notify::new_key(ctx, destination);
+    }
+    notify(ctx, notify::ZSET, event, destination);
 }
 
 #[cfg(test)]

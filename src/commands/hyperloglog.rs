@@ -26,6 +26,7 @@ use rand::Rng;
 use super::args::{c_str, c_string_lossy};
 use crate::command::{errors, CmdError, CmdResult, Ctx, Handler, Lookup};
 use crate::commands::server::config_value;
+use crate::notify::{self, notify};
 use crate::reply::Reply;
 use crate::value::Value;
 
@@ -547,6 +548,7 @@ fn writable_hll<'c>(ctx: &'c mut Ctx, key: &[u8]) -> Result<(&'c mut Vec<u8>, &'
     if created {
         let lru = ctx.lru_now();
         ctx.db().set(key, Value::RawStr(Box::new(new_hll())), lru);
+        notify::new_key(ctx, key);
     }
     let now = ctx.now_ms;
     let (db, out) = ctx.db_out();
@@ -581,6 +583,9 @@ fn pfadd(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     }
     out.int((updated > 0) as i64);
     ctx.dirty(updated);
+    if updated > 0 {
+        notify(ctx, notify::STRING, "pfadd", key);
+    }
     Ok(())
 }
 
@@ -647,6 +652,7 @@ fn pfmerge(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     invalidate_cache(hll);
     out.ok();
     ctx.dirty(1);
+    notify(ctx, notify::STRING, "pfadd", args[1]);
     Ok(())
 }
 

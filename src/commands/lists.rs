@@ -12,6 +12,7 @@ use ferrokey_formats::resp::parse_i64;
 use super::args::c_str;
 use crate::blocking::{parse_timeout, TimeoutReply};
 use crate::command::{arity_error, errors, CmdError, CmdResult, Ctx, Handler, Lookup};
+use crate::notify::{self, notify};
 use crate::reply::Reply;
 use crate::types::list::{End, List, Popped};
 use crate::value::Value;
@@ -133,9 +134,27 @@ fn clamp_range(start: i64, end: i64, len: usize) -> Option<(usize, usize)> {
     Some((start as usize, (end - start + 1) as usize))
 }
 
-/// After elements were taken from the list at `key`: deletes the key if
-/// the list is empty, else lets it convert back to a listpack.
-fn settle_after_removal(ctx: &mut Ctx, key: &[u8], removed: usize) {
+/// The keyspace event of a pop from `end`.
+fn pop_event(end: End) -> &'static str {
+    match end {
+        End::Head => "lpop",
+        End::Tail => "rpop",
+    }
+}
+
+/// The keyspace event of a push onto `end`.
+fn push_event(end: End) -> &'static str {
+    match end {
+        End::Head => "lpush",
+        End::Tail => "rpush",
+    }
+}
+
+/// After elements were taken from the list at `key` (announced as
+/// `event`): deletes the key if the list is empty, else lets it convert
+/// back to a listpack.
+fn settle_after_removal(ctx: &mut Ctx, key: &[u8], removed: usize, event: &str) {
+    notify(ctx, notify::LIST, event, key);
     let fill = list_fill(ctx);
     let now = ctx.now_ms;
     let emptied = match ctx.db().get_mut(key, now).map(|e| &mut e.value) {
@@ -148,6 +167,7 @@ fn settle_after_removal(ctx: &mut Ctx, key: &[u8], removed: usize) {
     };
     if emptied {
         ctx.db().remove(key);
+        notify(ctx, notify::GENERIC, "del", key);
     }
     ctx.dirty(removed as u64);
 }
@@ -171,7 +191,7 @@ fn pop_range_reply(ctx: &mut Ctx, key: &[u8], end: End, count: usize) -> Result<
         End::Tail => list.len() - taken,
     };
     list.delete_range(start, taken);
-    settle_after_removal(ctx, key, taken);
+    settle_after_removal(ctx, key, taken, pop_event(end));
     Ok(taken)
 }
 
@@ -222,10 +242,12 @@ fn push_generic(ctx: &mut Ctx, args: &[&[u8]], end: End, only_existing: bool) ->
             let len = list.len();
             let lru = ctx.lru_now();
             ctx.db().set(key, Value::List(Box::new(list)), lru);
+            notify::new_key(ctx, key);
             len
         }
     };
     ctx.dirty(elements.len() as u64);
+    notify(ctx, notify::LIST, push_event(end), key);
     ctx.out.int(len as i64);
     Ok(())
 }
@@ -267,7 +289,7 @@ fn pop_generic(ctx: &mut Ctx, args: &[&[u8]], end: End, name: &str) -> CmdResult
             if let Some(popped) = list.pop(end) {
                 reply_popped(out, &popped);
             }
-            settle_after_removal(ctx, key, 1);
+            settle_after_removal(ctx, key, 1, pop_event(end));
         }
         Some(0) => out.array(0),
         Some(count) => {
@@ -410,6 +432,7 @@ fn lset(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     }
     list.after_removal(fill);
     ctx.dirty(1);
+    notify(ctx, notify::LIST, "lset", key);
     ctx.out.ok();
     Ok(())
 }
@@ -440,6 +463,7 @@ fn linsert(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     }
     out.int(list.len() as i64);
     ctx.dirty(1);
+    notify(ctx, notify::LIST, "linsert", args[1]);
     Ok(())
 }
 
@@ -456,7 +480,7 @@ fn lrem(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let removed = list.remove(args[3], count.unsigned_abs() as usize, count < 0);
     out.int(removed as i64);
     if removed > 0 {
-        settle_after_removal(ctx, key, removed);
+        settle_after_removal(ctx, key, removed, "lrem");
     }
     Ok(())
 }
@@ -473,7 +497,7 @@ fn ltrim(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let cut_tail = len - keep_from - keep;
     list.delete_range(0, keep_from);
     list.delete_range(keep, cut_tail);
-    settle_after_removal(ctx, key, keep_from + cut_tail);
+    settle_after_removal(ctx, key, keep_from + cut_tail, "ltrim");
     Ok(())
 }
 
@@ -519,10 +543,13 @@ fn move_element(ctx: &mut Ctx, source: &[u8], destination: &[u8], from: End, to:
             list.push(&element, to);
             let lru = ctx.lru_now();
             ctx.db().set(destination, Value::List(Box::new(list)), lru);
+            notify::new_key(ctx, destination);
         }
     }
+    // The push is announced before the pop, as Valkey orders them.
+    notify(ctx, notify::LIST, push_event(to), destination);
     reply_popped(ctx.out, &popped);
-    settle_after_removal(ctx, source, 1);
+    settle_after_removal(ctx, source, 1, pop_event(from));
     Ok(())
 }
 
@@ -605,7 +632,7 @@ fn blocking_pop(ctx: &mut Ctx, args: &[&[u8]], end: End) -> CmdResult {
         out.array(2);
         out.bulk(key);
         reply_popped(out, &popped);
-        settle_after_removal(ctx, key, 1);
+        settle_after_removal(ctx, key, 1, pop_event(end));
         return Ok(());
     }
     block_or_answer(ctx, keys, timeout, TimeoutReply::NullArray);

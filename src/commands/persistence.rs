@@ -10,6 +10,7 @@ use ferrokey_formats::rdb::{decode_dump_payload, dump_payload_with, DecodedObjec
 use crate::command::{errors, CmdError, CmdResult, Ctx, Handler, Lookup};
 use crate::commands::args::c_str;
 use crate::db::Entry;
+use crate::notify::{self, notify};
 use crate::persistence::{self, rdb, BgsaveError};
 
 pub const COMMANDS: &[(&str, Handler)] =
@@ -141,6 +142,7 @@ fn restore(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
         // Already expired: the key is gone (replaced by nothing).
         if deleted {
             ctx.dirty(1);
+            notify(ctx, notify::GENERIC, "del", key);
         }
         ctx.out.ok();
         return Ok(());
@@ -156,6 +158,8 @@ fn restore(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     }
     ctx.db().insert_entry(key, entry);
     ctx.dirty(1);
+    notify::new_key(ctx, key);
+    notify(ctx, notify::GENERIC, "restore", key);
     ctx.out.ok();
     Ok(())
 }

@@ -20,6 +20,7 @@ use super::args::{parse_scan_cursor, parse_scan_options, ScanTarget};
 use crate::command::{errors, CmdError, CmdResult, Ctx, Handler, Lookup};
 use crate::db::Entry;
 use crate::glob::glob_match;
+use crate::notify::{self, notify};
 use crate::reply::Reply;
 use crate::types::set::{Encoding, Set, SetLimits};
 use crate::value::Value;
@@ -103,18 +104,33 @@ fn lookup_sets(ctx: &mut Ctx, keys: &[&[u8]]) -> Result<(), CmdError> {
     Ok(())
 }
 
-/// Stores a computed set at `dst`, or deletes `dst` when the set is empty,
-/// answering the stored size. Returns the change count for `dirty`.
-fn store_result(ctx: &mut Ctx, dst: &[u8], result: Set) -> u64 {
+/// Stores a computed set at `dst` (announced as `event`), or deletes
+/// `dst` when the set is empty, answering the stored size. Returns the
+/// change count for `dirty`.
+fn store_result(ctx: &mut Ctx, dst: &[u8], result: Set, event: &str) -> u64 {
     let now_s = ctx.lru_now();
-    let (db, out) = ctx.db_out();
     if result.is_empty() {
-        out.int(0);
-        return db.remove(dst).is_some() as u64;
+        ctx.out.int(0);
+        return delete_destination(ctx, dst);
     }
-    out.int(result.len() as i64);
-    db.set(dst, Value::Set(Box::new(result)), now_s);
+    ctx.out.int(result.len() as i64);
+    let existed = ctx.lookup(dst, Lookup::Write).0.is_some();
+    ctx.db().set(dst, Value::Set(Box::new(result)), now_s);
+    if !existed {
+        notify::new_key(ctx, dst);
+    }
+    notify(ctx, notify::SET, event, dst);
     1
+}
+
+/// Deletes the destination of a STORE command whose result is empty;
+/// returns the change count for `dirty`.
+fn delete_destination(ctx: &mut Ctx, dst: &[u8]) -> u64 {
+    let deleted = ctx.db().remove(dst).is_some();
+    if deleted {
+        notify(ctx, notify::GENERIC, "del", dst);
+    }
+    deleted as u64
 }
 
 // ---------------------------------------------------------------------------
@@ -135,10 +151,14 @@ fn sadd(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
             let mut set = Set::for_new_key(members[0], members.len(), limits);
             let added = members.iter().filter(|m| set.add(m, limits)).count();
             ctx.db().set(key, Value::Set(Box::new(set)), now_s);
+            notify::new_key(ctx, key);
             added
         }
     };
     ctx.dirty(added as u64);
+    if added > 0 {
+        notify(ctx, notify::SET, "sadd", key);
+    }
     ctx.out.int(added as i64);
     Ok(())
 }
@@ -166,6 +186,12 @@ fn srem(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
         ctx.db().remove(key);
     }
     ctx.dirty(removed as u64);
+    if removed > 0 {
+        notify(ctx, notify::SET, "srem", key);
+        if emptied {
+            notify(ctx, notify::GENERIC, "del", key);
+        }
+    }
     Ok(())
 }
 
@@ -202,17 +228,27 @@ fn smove(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     if source_emptied {
         db.remove(src);
     }
-    let added = match db.get_mut(dst, now_ms).map(|e| &mut e.value) {
-        Some(Value::Set(target)) => target.add(member, limits),
+    let (added, created) = match db.get_mut(dst, now_ms).map(|e| &mut e.value) {
+        Some(Value::Set(target)) => (target.add(member, limits), false),
         _ => {
             let mut set = Set::for_new_key(member, 1, limits);
             set.add(member, limits);
             db.set(dst, Value::Set(Box::new(set)), now_s);
-            true
+            (true, true)
         }
     };
     out.int(1);
     ctx.dirty(1 + added as u64);
+    notify(ctx, notify::SET, "srem", src);
+    if source_emptied {
+        notify(ctx, notify::GENERIC, "del", src);
+    }
+    if created {
+        notify::new_key(ctx, dst);
+    }
+    if added {
+        notify(ctx, notify::SET, "sadd", dst);
+    }
     Ok(())
 }
 
@@ -288,8 +324,11 @@ fn spop(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     };
     let set = set_mut(entry)?;
     out.bulk(&set.pop_random(&mut rng));
-    if set.is_empty() {
+    let emptied = set.is_empty();
+    notify(ctx, notify::SET, "spop", key);
+    if emptied {
         ctx.db().remove(key);
+        notify(ctx, notify::GENERIC, "del", key);
     }
     ctx.dirty(1);
     Ok(())
@@ -320,6 +359,8 @@ fn spop_with_count(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
         ctx.srv.stats.keyspace_hits += 1;
         ctx.db().remove(key);
         ctx.dirty(size as u64);
+        notify(ctx, notify::SET, "spop", key);
+        notify(ctx, notify::GENERIC, "del", key);
         return Ok(());
     }
     out.set(count);
@@ -356,6 +397,7 @@ fn spop_with_count(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
         *set = kept;
     }
     ctx.dirty(count as u64);
+    notify(ctx, notify::SET, "spop", key);
     Ok(())
 }
 
@@ -453,8 +495,8 @@ fn intersect(ctx: &mut Ctx, keys: &[&[u8]], mode: Intersection) -> CmdResult {
             Intersection::Cardinality { .. } => out.int(0),
             Intersection::Store(dst) => {
                 out.int(0);
-                let deleted = db.remove(dst).is_some();
-                ctx.dirty(deleted as u64);
+                let changes = delete_destination(ctx, dst);
+                ctx.dirty(changes);
             }
         }
         return Ok(());
@@ -486,7 +528,7 @@ fn intersect(ctx: &mut Ctx, keys: &[&[u8]], mode: Intersection) -> CmdResult {
                 item.with_bytes(|m| result.add(m, limits));
             }
             result.compact_integers(limits);
-            let changes = store_result(ctx, dst, result);
+            let changes = store_result(ctx, dst, result, "sinterstore");
             ctx.dirty(changes);
         }
     }
@@ -591,7 +633,11 @@ fn union_or_difference(ctx: &mut Ctx, keys: &[&[u8]], dst: Option<&[u8]>, op: Al
             result.iter().for_each(|item| reply_member(out, item));
         }
         Some(dst) => {
-            let changes = store_result(ctx, dst, result);
+            let event = match op {
+                Algebra::Union => "sunionstore",
+                Algebra::Difference => "sdiffstore",
+            };
+            let changes = store_result(ctx, dst, result, event);
             ctx.dirty(changes);
         }
     }

@@ -18,6 +18,7 @@ use ferrokey_formats::resp::parse_i64;
 use super::args::c_str;
 use crate::command::{errors, CmdError, CmdResult, Ctx, Handler, Lookup};
 use crate::double;
+use crate::notify::{self, notify};
 use crate::types::list::{End, List};
 use crate::value::Value;
 
@@ -323,10 +324,16 @@ fn sort_generic(ctx: &mut Ctx, args: &[&[u8]], read_only: bool) -> CmdResult {
     if output_len > 0 {
         list.settle_encoding(fill);
         let lru = ctx.lru_now();
+        let existed = ctx.lookup(destination, Lookup::Write).0.is_some();
         ctx.db().set(destination, Value::List(Box::new(list)), lru);
         ctx.dirty(output_len as u64);
+        if !existed {
+            notify::new_key(ctx, destination);
+        }
+        notify(ctx, notify::LIST, "sortstore", destination);
     } else if ctx.db().remove(destination).is_some() {
         ctx.dirty(1);
+        notify(ctx, notify::GENERIC, "del", destination);
     }
     ctx.out.int(output_len as i64);
     Ok(())

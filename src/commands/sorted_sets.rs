@@ -22,6 +22,7 @@ use crate::command::{arity_error, errors, CmdError, CmdResult, Ctx, Handler, Loo
 use crate::db::Entry;
 use crate::double;
 use crate::glob::glob_match;
+use crate::notify::{self, notify};
 use crate::reply::Reply;
 use crate::types::zset::{AddFlags, Added, LexBound, LexRange, Limits, Range, ScoreRange, ZSet};
 use crate::value::Value;
@@ -133,12 +134,23 @@ fn reply_element(out: &mut Reply, member: Item<'_>, score: f64, with_scores: boo
     }
 }
 
-/// Removes a key whose sorted set has become empty (Valkey never keeps one).
-fn delete_if_empty(ctx: &mut Ctx, key: &[u8]) {
+/// Removes a key whose sorted set has become empty (Valkey never keeps
+/// one); returns whether it did.
+fn delete_if_empty(ctx: &mut Ctx, key: &[u8]) -> bool {
     let now = ctx.now_ms;
     let empty = matches!(ctx.db().get(key, now), Some(Entry { value: Value::ZSet(z), .. }) if z.is_empty());
     if empty {
         ctx.db().remove(key);
+    }
+    empty
+}
+
+/// Announces that elements left the sorted set at `key` (as `event`), and
+/// the key's deletion when that emptied it.
+fn notify_removal(ctx: &mut Ctx, key: &[u8], event: &str, key_deleted: bool) {
+    notify(ctx, notify::ZSET, event, key);
+    if key_deleted {
+        notify(ctx, notify::GENERIC, "del", key);
     }
 }
 
@@ -282,8 +294,12 @@ fn add_generic(ctx: &mut Ctx, args: &[&[u8]], incr: bool) -> CmdResult {
     }
     if let Some(z) = created.filter(|z| !z.is_empty()) {
         ctx.db().set(key, Value::ZSet(Box::new(z)), lru);
+        notify::new_key(ctx, key);
     }
     ctx.dirty((added + updated) as u64);
+    if added + updated > 0 {
+        notify(ctx, notify::ZSET, if flags.incr { "zincr" } else { "zadd" }, key);
+    }
     Ok(())
 }
 
@@ -304,8 +320,11 @@ fn zrem(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
         }
     }
     out.int(deleted);
-    delete_if_empty(ctx, key);
+    let key_deleted = delete_if_empty(ctx, key);
     ctx.dirty(deleted as u64);
+    if deleted > 0 {
+        notify_removal(ctx, key, "zrem", key_deleted);
+    }
     Ok(())
 }
 
@@ -528,7 +547,7 @@ fn range_generic(
     if reverse {
         elements.reverse();
     }
-    store_result(ctx, destination, elements);
+    store_result(ctx, destination, elements, "zrangestore");
     Ok(())
 }
 
@@ -560,21 +579,28 @@ fn select<'z>(zset: &'z ZSet, selection: &Selection, reverse: bool, offset: i64,
 }
 
 /// Stores a computed result (sorted by score and member) at `destination`
-/// and answers its size; an empty result deletes the destination.
-fn store_result(ctx: &mut Ctx, destination: &[u8], elements: Vec<(Vec<u8>, f64)>) {
+/// (announced as `event`) and answers its size; an empty result deletes
+/// the destination.
+fn store_result(ctx: &mut Ctx, destination: &[u8], elements: Vec<(Vec<u8>, f64)>, event: &str) {
     let count = elements.len();
     if count == 0 {
         ctx.out.int(0);
         if ctx.db().remove(destination).is_some() {
             ctx.dirty(1);
+            notify(ctx, notify::GENERIC, "del", destination);
         }
         return;
     }
     let zset = ZSet::from_sorted(elements, limits(ctx));
     let lru = ctx.lru_now();
+    let existed = ctx.lookup(destination, Lookup::Write).0.is_some();
     ctx.db().set(destination, Value::ZSet(Box::new(zset)), lru);
     ctx.out.int(count as i64);
     ctx.dirty(1);
+    if !existed {
+        notify::new_key(ctx, destination);
+    }
+    notify(ctx, notify::ZSET, event, destination);
 }
 
 // ---------------------------------------------------------------------------
@@ -583,20 +609,20 @@ fn store_result(ctx: &mut Ctx, destination: &[u8], elements: Vec<(Vec<u8>, f64)>
 
 fn zremrangebyrank(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let selection = Selection::Ranks(parse_long(args[2])?, parse_long(args[3])?);
-    remove_range(ctx, args[1], selection)
+    remove_range(ctx, args[1], selection, "zremrangebyrank")
 }
 
 fn zremrangebyscore(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let selection = Selection::Scores(parse_score_range(args[2], args[3])?);
-    remove_range(ctx, args[1], selection)
+    remove_range(ctx, args[1], selection, "zremrangebyscore")
 }
 
 fn zremrangebylex(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let selection = Selection::Members(parse_lex_range(args[2], args[3])?);
-    remove_range(ctx, args[1], selection)
+    remove_range(ctx, args[1], selection, "zremrangebylex")
 }
 
-fn remove_range(ctx: &mut Ctx, key: &[u8], selection: Selection) -> CmdResult {
+fn remove_range(ctx: &mut Ctx, key: &[u8], selection: Selection, event: &str) -> CmdResult {
     let (entry, out) = ctx.lookup(key, Lookup::Write);
     let Some(zset) = zset_of(entry)? else {
         out.int(0);
@@ -618,8 +644,11 @@ fn remove_range(ctx: &mut Ctx, key: &[u8], selection: Selection) -> CmdResult {
         Selection::Members(r) => zset.remove_in(Range::Lex(r)),
     };
     out.int(deleted as i64);
-    delete_if_empty(ctx, key);
+    let key_deleted = delete_if_empty(ctx, key);
     ctx.dirty(deleted as u64);
+    if deleted > 0 {
+        notify_removal(ctx, key, event, key_deleted);
+    }
     Ok(())
 }
 
@@ -697,8 +726,11 @@ fn pop_from(ctx: &mut Ctx, key: &[u8], highest: bool, count: Option<u64>, shape:
         out.bulk(&member);
         reply_score(out, score);
     }
-    delete_if_empty(ctx, key);
+    let key_deleted = delete_if_empty(ctx, key);
     ctx.dirty(n as u64);
+    if n > 0 {
+        notify_removal(ctx, key, if highest { "zpopmax" } else { "zpopmin" }, key_deleted);
+    }
 }
 
 fn zpopmin(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
@@ -1153,7 +1185,14 @@ fn set_op_generic(
     let mut result = result;
     result.sort_by(|a, b| a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal).then_with(|| a.0.cmp(&b.0)));
     match destination {
-        Some(destination) => store_result(ctx, destination, result),
+        Some(destination) => {
+            let event = match op {
+                SetOp::Union => "zunionstore",
+                SetOp::Inter => "zinterstore",
+                SetOp::Diff => "zdiffstore",
+            };
+            store_result(ctx, destination, result, event);
+        }
         None => {
             let out = &mut *ctx.out;
             elements_header(out, result.len(), with_scores);

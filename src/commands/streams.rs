@@ -14,6 +14,7 @@ use ferrokey_formats::resp::parse_i64;
 
 use crate::blocking::{BlockRequest, TimeoutReply};
 use crate::command::{arity_error, errors, CmdError, CmdResult, Ctx, Handler, Lookup};
+use crate::notify::{self, notify};
 use crate::reply::Reply;
 use crate::types::stream::{
     next_id, prev_id, ConsumerGroup, Entries, EntryRef, NodeLimits, Stream, StreamId, Trim, MAX_ENTRY_BYTES, MAX_ID,
@@ -378,7 +379,7 @@ fn xadd(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let now_ms = ctx.now_ms;
     let pairs = &args[fields_at..];
     let (stream, out) = lookup_stream(ctx, args[1], Lookup::Write)?;
-    let added = match stream {
+    let (added, trimmed) = match stream {
         Some(stream) => add_entry(stream, &parsed, pairs, limits, now_ms),
         None if parsed.no_mkstream => {
             out.null();
@@ -389,22 +390,28 @@ fn xadd(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
             let mut stream = Stream::default();
             let added = add_entry(&mut stream, &parsed, pairs, limits, now_ms);
             store_stream(ctx, args[1], stream);
+            notify::new_key(ctx, args[1]);
             added
         }
     }?;
     reply_id(ctx.out, added);
+    notify(ctx, notify::STREAM, "xadd", args[1]);
     ctx.dirty(1);
+    if trimmed > 0 {
+        notify(ctx, notify::STREAM, "xtrim", args[1]);
+    }
     Ok(())
 }
 
-/// Appends XADD's entry and trims as asked; returns the new id.
+/// Appends XADD's entry and trims as asked; returns the new id and how
+/// many entries the trimming removed.
 fn add_entry(
     stream: &mut Stream,
     parsed: &AddTrimArgs,
     pairs: &[&[u8]],
     limits: NodeLimits,
     now_ms: i64,
-) -> Result<StreamId, CmdError> {
+) -> Result<(StreamId, u64), CmdError> {
     const TOO_SMALL: &str = "ERR The ID specified in XADD is equal or smaller than the target stream top item";
     let entries = &mut stream.entries;
     let last = entries.last_id;
@@ -437,10 +444,11 @@ fn add_entry(
         return Err("ERR Elements are too large to be stored".into());
     }
     entries.append(id, pairs, limits);
-    if let Some(how) = parsed.trim {
-        entries.trim(how, parsed.approx, parsed.limit);
-    }
-    Ok(id)
+    let trimmed = match parsed.trim {
+        Some(how) => entries.trim(how, parsed.approx, parsed.limit),
+        None => 0,
+    };
+    Ok((id, trimmed))
 }
 
 /// XTRIM key MAXLEN|MINID [=|~] threshold [LIMIT count]
@@ -456,6 +464,9 @@ fn xtrim(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let deleted = stream.entries.trim(how, parsed.approx, parsed.limit);
     out.int(deleted as i64);
     ctx.dirty(deleted);
+    if deleted > 0 {
+        notify(ctx, notify::STREAM, "xtrim", args[1]);
+    }
     Ok(())
 }
 
@@ -517,6 +528,9 @@ fn xdel(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let deleted = stream.entries.delete_ids(&ids);
     out.int(deleted as i64);
     ctx.dirty(deleted);
+    if deleted > 0 {
+        notify(ctx, notify::STREAM, "xdel", args[1]);
+    }
     Ok(())
 }
 
@@ -567,6 +581,7 @@ fn xsetid(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     }
     out.ok();
     ctx.dirty(1);
+    notify(ctx, notify::STREAM, "xsetid", args[1]);
     Ok(())
 }
 
@@ -705,6 +720,8 @@ fn read_streams(ctx: &mut Ctx, args: &[&[u8]], group_form: bool) -> CmdResult {
     let top = Deferred::start(ctx.out);
     let mut served = 0;
     let mut dirty = 0;
+    // Streams whose group got its consumer now, to announce in key order.
+    let mut consumer_created_in = Vec::new();
     for (key, &requested) in keys.iter().zip(&ids) {
         let (stream, out) = lookup_stream(ctx, key, Lookup::Read)?;
         let Some(stream) = stream else { continue };
@@ -735,6 +752,7 @@ fn read_streams(ctx: &mut Ctx, args: &[&[u8]], group_form: bool) -> CmdResult {
                 }
                 if group.create_consumer(consumer_name, now_ms) {
                     dirty += 1;
+                    consumer_created_in.push(*key);
                 }
                 let Some(consumer) = group.consumer_name(consumer_name) else { continue };
                 if let Some(c) = group.consumers.get_mut(&consumer) {
@@ -755,6 +773,9 @@ fn read_streams(ctx: &mut Ctx, args: &[&[u8]], group_form: bool) -> CmdResult {
         }
     }
     ctx.dirty(dirty);
+    for key in consumer_created_in {
+        notify(ctx, notify::STREAM, "xgroup-createconsumer", key);
+    }
     if served > 0 {
         let kind = if ctx.out.resp3 { b'%' } else { b'*' };
         top.finish(ctx.out, kind, served);
@@ -1042,7 +1063,8 @@ fn xclaim(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
         group.last_id = last_id;
         dirty += 1;
     }
-    if group.create_consumer(consumer_name, now_ms) {
+    let consumer_created = group.create_consumer(consumer_name, now_ms);
+    if consumer_created {
         dirty += 1;
     }
     let Some(consumer) = group.consumer_name(consumer_name) else { return Ok(()) };
@@ -1084,6 +1106,9 @@ fn xclaim(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     }
     deferred.finish_array(out, claimed);
     ctx.dirty(dirty);
+    if consumer_created {
+        notify(ctx, notify::STREAM, "xgroup-createconsumer", key);
+    }
     Ok(())
 }
 
@@ -1141,7 +1166,8 @@ fn xautoclaim(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let Some(Stream { entries, groups }) = stream else { return Err(no_group_error(key, group_name, "")) };
     let Some(group) = groups.get_mut(group_name) else { return Err(no_group_error(key, group_name, "")) };
     let mut dirty = 0;
-    if group.create_consumer(consumer_name, now_ms) {
+    let consumer_created = group.create_consumer(consumer_name, now_ms);
+    if consumer_created {
         dirty += 1;
     }
     let Some(consumer) = group.consumer_name(consumer_name) else { return Ok(()) };
@@ -1190,6 +1216,9 @@ fn xautoclaim(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
         reply_id(out, id);
     }
     ctx.dirty(dirty);
+    if consumer_created {
+        notify(ctx, notify::STREAM, "xgroup-createconsumer", key);
+    }
     Ok(())
 }
 
@@ -1256,10 +1285,12 @@ fn xgroup(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
                     let mut stream = Stream::default();
                     stream.groups.insert(group_name.into(), group);
                     store_stream(ctx, key, stream);
+                    notify::new_key(ctx, key);
                     ctx.out.ok();
                 }
             }
             ctx.dirty(1);
+            notify(ctx, notify::STREAM, "xgroup-create", key);
         }
         b"setid" if args.len() == 5 || args.len() == 7 => {
             let Some(stream) = stream else { return Err(NO_SUCH_KEY_FOR_XGROUP.into()) };
@@ -1273,12 +1304,14 @@ fn xgroup(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
             }
             out.ok();
             ctx.dirty(1);
+            notify(ctx, notify::STREAM, "xgroup-setid", key);
         }
         b"destroy" => {
             let destroyed = stream.is_some_and(|s| s.groups.remove(group_name).is_some());
             out.int(destroyed as i64);
             if destroyed {
                 ctx.dirty(1);
+                notify(ctx, notify::STREAM, "xgroup-destroy", key);
             }
         }
         b"createconsumer" => {
@@ -1287,6 +1320,7 @@ fn xgroup(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
             out.int(created as i64);
             if created {
                 ctx.dirty(1);
+                notify(ctx, notify::STREAM, "xgroup-createconsumer", key);
             }
         }
         b"delconsumer" => {
@@ -1294,6 +1328,7 @@ fn xgroup(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
             out.int(pending.unwrap_or(0) as i64);
             if pending.is_some() {
                 ctx.dirty(1);
+                notify(ctx, notify::STREAM, "xgroup-delconsumer", key);
             }
         }
         _ => return Err(crate::commands::server::subcommand_syntax_error(args)),

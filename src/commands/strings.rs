@@ -11,6 +11,7 @@ use super::args::c_str;
 use crate::command::{arity_error, errors, CmdError, CmdResult, Ctx, Handler, Lookup};
 use crate::db::{Entry, NO_EXPIRE};
 use crate::longdouble;
+use crate::notify::{self, notify};
 use crate::reply::Reply;
 use crate::value::Value;
 
@@ -255,6 +256,7 @@ fn set_generic(ctx: &mut Ctx, req: SetRequest) -> CmdResult {
         if found {
             ctx.db().remove(req.key);
             ctx.dirty(1);
+            notify(ctx, notify::GENERIC, "del", req.key);
         }
         if !o.get {
             ctx.out.ok();
@@ -270,6 +272,13 @@ fn set_generic(ctx: &mut Ctx, req: SetRequest) -> CmdResult {
         None => db.set(req.key, value, lru),
     }
     ctx.dirty(1);
+    if !found {
+        notify::new_key(ctx, req.key);
+    }
+    notify(ctx, notify::STRING, "set", req.key);
+    if expire_at.is_some() {
+        notify(ctx, notify::GENERIC, "expire", req.key);
+    }
     if !o.get {
         match req.answer {
             SetAnswer::OkOrNil => ctx.out.ok(),
@@ -332,14 +341,17 @@ fn getex(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
         Some((kind, at)) if !kind.is_relative() && at <= now_ms => {
             ctx.db().remove(key);
             ctx.dirty(1);
+            notify(ctx, notify::GENERIC, "del", key);
         }
         Some((_, at)) => {
             ctx.db().set_expire(key, at);
             ctx.dirty(1);
+            notify(ctx, notify::GENERIC, "expire", key);
         }
         None if o.persist && had_ttl => {
             ctx.db().set_expire(key, NO_EXPIRE);
             ctx.dirty(1);
+            notify(ctx, notify::GENERIC, "persist", key);
         }
         None => {}
     }
@@ -350,16 +362,21 @@ fn getdel(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     if reply_current(ctx, args[1])? {
         ctx.db().remove(args[1]);
         ctx.dirty(1);
+        notify(ctx, notify::GENERIC, "del", args[1]);
     }
     Ok(())
 }
 
 /// GETSET key value: the old value, and the new one set without a TTL.
 fn getset(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
-    reply_current(ctx, args[1])?;
+    let existed = reply_current(ctx, args[1])?;
     let lru = ctx.lru_now();
     ctx.db().set(args[1], Value::string(args[2]), lru);
     ctx.dirty(1);
+    if !existed {
+        notify::new_key(ctx, args[1]);
+    }
+    notify(ctx, notify::STRING, "set", args[1]);
     Ok(())
 }
 
@@ -393,9 +410,15 @@ fn mset_generic(ctx: &mut Ctx, args: &[&[u8]], command: &str, only_new: bool) ->
         return Ok(());
     }
     let lru = ctx.lru_now();
-    let db = ctx.db();
     for pair in args[1..].chunks(2) {
-        db.set(pair[0], Value::string(pair[1]), lru);
+        // Looked up like Valkey's setKey does: an expired key goes first,
+        // and a key set twice is new only the first time.
+        let existed = ctx.lookup(pair[0], Lookup::Write).0.is_some();
+        ctx.db().set(pair[0], Value::string(pair[1]), lru);
+        if !existed {
+            notify::new_key(ctx, pair[0]);
+        }
+        notify(ctx, notify::STRING, "set", pair[0]);
     }
     ctx.dirty((args.len() as u64 - 1) / 2);
     if only_new {
@@ -426,10 +449,12 @@ fn append(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
         None => {
             let lru = ctx.lru_now();
             ctx.db().set(key, Value::string(tail), lru);
+            notify::new_key(ctx, key);
             tail.len()
         }
     };
     ctx.dirty(1);
+    notify(ctx, notify::STRING, "append", key);
     ctx.out.int(new_len as i64);
     Ok(())
 }
@@ -483,10 +508,12 @@ fn setrange(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
             let lru = ctx.lru_now();
             // A value built by SETRANGE is `raw` whatever its length.
             ctx.db().set(key, Value::RawStr(Box::new(bytes)), lru);
+            notify::new_key(ctx, key);
             new_len
         }
     };
     ctx.dirty(1);
+    notify(ctx, notify::STRING, "setrange", key);
     ctx.out.int(new_len as i64);
     Ok(())
 }
@@ -552,14 +579,18 @@ fn decrby(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
 /// Adds `delta` to the integer at `key` (0 when absent), keeping its TTL.
 /// The result is always `int`-encoded.
 fn add_to_integer(ctx: &mut Ctx, key: &[u8], delta: i64) -> CmdResult {
-    let current = match ctx.lookup(key, Lookup::Write).0 {
-        Some(entry) => integer_of(&entry.value)?,
-        None => 0,
+    let (current, existed) = match ctx.lookup(key, Lookup::Write).0 {
+        Some(entry) => (integer_of(&entry.value)?, true),
+        None => (0, false),
     };
     let updated = current.checked_add(delta).ok_or_else(|| CmdError::from(errors::OVERFLOW))?;
     let lru = ctx.lru_now();
     ctx.db().set_keep_ttl(key, Value::Int(updated), lru);
     ctx.dirty(1);
+    if !existed {
+        notify::new_key(ctx, key);
+    }
+    notify(ctx, notify::STRING, "incrby", key);
     ctx.out.int(updated);
     Ok(())
 }
@@ -569,12 +600,13 @@ fn add_to_integer(ctx: &mut Ctx, key: &[u8], delta: i64) -> CmdResult {
 /// and the key keeps its TTL.
 fn incrbyfloat(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let key = args[1];
-    let sum = {
+    let (sum, existed) = {
         let current = match ctx.lookup(key, Lookup::Write).0 {
-            Some(entry) => string_of(&entry.value)?,
-            None => Cow::Borrowed(&b"0"[..]),
+            Some(entry) => Some(string_of(&entry.value)?),
+            None => None,
         };
-        longdouble::add(&current, args[2])
+        let existed = current.is_some();
+        (longdouble::add(current.as_deref().unwrap_or(b"0"), args[2]), existed)
     };
     let sum = sum.map_err(|e| match e {
         longdouble::AddError::FirstInvalid | longdouble::AddError::SecondInvalid => CmdError::from(errors::NOT_FLOAT),
@@ -583,6 +615,10 @@ fn incrbyfloat(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let lru = ctx.lru_now();
     ctx.db().set_keep_ttl(key, Value::short_or_raw(&sum), lru);
     ctx.dirty(1);
+    if !existed {
+        notify::new_key(ctx, key);
+    }
+    notify(ctx, notify::STRING, "incrbyfloat", key);
     ctx.out.bulk(&sum);
     Ok(())
 }
