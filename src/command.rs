@@ -114,8 +114,11 @@ pub enum Lookup {
     /// Reading commands: count a keyspace hit or miss and refresh the access
     /// time, unless the client asked for CLIENT NO-TOUCH.
     Read,
-    /// Count a hit or miss; leave the access time alone (OBJECT).
+    /// Count a hit or miss; leave the access time alone (EXISTS, TYPE, TTL).
     ReadNoTouch,
+    /// Count a hit or miss; neither touch the key nor announce a miss
+    /// (OBJECT, which looks at a key without using it).
+    Inspect,
     /// TOUCH: count and refresh even for a NO-TOUCH client, since touching
     /// is what it asked for.
     Touch,
@@ -133,18 +136,26 @@ fn lookup_entry<'s>(
 ) -> Option<&'s mut Entry> {
     let touch = match how {
         Lookup::Read | Lookup::Write => !no_touch,
-        Lookup::ReadNoTouch => false,
+        Lookup::ReadNoTouch | Lookup::Inspect => false,
         Lookup::Touch => true,
     };
-    let entry = srv.dbs[db].get_mut(key, now_ms);
+    // A raw pointer so that the miss path may use `srv` again: the borrow
+    // checker cannot see that the entry borrow ends on that path.
+    let entry = srv.dbs[db].get_mut(key, now_ms).map(|e| e as *mut Entry);
     if how != Lookup::Write {
         if entry.is_some() {
             srv.stats.keyspace_hits += 1;
         } else {
             srv.stats.keyspace_misses += 1;
+            if how != Lookup::Inspect {
+                crate::notify::keyspace_event(srv, crate::notify::KEY_MISS, "keymiss", key, db);
+            }
         }
     }
-    let entry = entry?;
+    // SAFETY: the pointer came from a live `&mut Entry` into `srv`, which
+    // nothing has touched since on this (the hit) path, and the result
+    // borrows `srv` for as long as the entry reference did.
+    let entry = unsafe { &mut *entry? };
     if touch {
         entry.last_access = (now_ms / 1000) as u32;
     }

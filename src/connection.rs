@@ -204,7 +204,7 @@ fn read_into(
 /// keeps reading a blocked client's query buffer; a closed socket ends the
 /// wait. Returns false when the connection must close.
 async fn wait_while_parked(
-    stream: &TcpStream,
+    stream: &mut TcpStream,
     state: &Rc<RefCell<ServerState>>,
     info: &Rc<ClientInfo>,
     input: &mut Vec<u8>,
@@ -218,9 +218,14 @@ async fn wait_while_parked(
             }
         };
         tokio::select! {
-            // Served (or unblocked): the flag check above ends the loop; a
-            // permit left by an earlier wake just goes round again.
-            _ = info.wake.notified() => {}
+            // Served (or unblocked): the flag check above ends the loop and
+            // the caller writes the reply. Still parked: a message for the
+            // client (a RESP3 subscriber can block), written at once.
+            _ = info.wake.notified() => {
+                if info.blocked.get() && !write_pending_output(stream, state, info).await {
+                    return false;
+                }
+            }
             _ = timer => {
                 crate::blocking::unblock(&mut state.borrow_mut(), info.id, None);
             }
@@ -313,7 +318,7 @@ async fn serve(mut stream: TcpStream, state: &Rc<RefCell<ServerState>>, info: Rc
             break;
         }
         if info.blocked.get() {
-            if !wait_while_parked(&stream, state, &info, &mut input).await {
+            if !wait_while_parked(&mut stream, state, &info, &mut input).await {
                 break;
             }
             if !write_pending_output(&mut stream, state, &info).await {
@@ -547,6 +552,9 @@ fn run_checked(
             )
             .into(),
         ));
+    }
+    if !client.info.is_pubsub() && matches!(spec.name.as_str(), "unsubscribe" | "sunsubscribe" | "punsubscribe") {
+        return Err(reject(format!("NOSUB '{}' command executed not in subscribed mode", spec.name).into()));
     }
     if spec.handler.is_none() {
         return Err(reject(command::arity_error(&spec.name)));

@@ -3,6 +3,7 @@
 //! This crate has no async runtime and no server types, so the check tools,
 //! fuzz targets and benchmarks can use it alone.
 
+pub mod aof;
 pub mod crc64;
 pub mod double;
 pub mod listpack;

@@ -431,7 +431,7 @@ fn object_help(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
 /// access time alone, so that inspecting does not disturb what it reports.
 fn object_lookup<'c>(ctx: &'c mut Ctx, key: &[u8]) -> Option<&'c mut Entry> {
     let db = ctx.client.db;
-    ctx.lookup_in(db, key, Lookup::ReadNoTouch)
+    ctx.lookup_in(db, key, Lookup::Inspect)
 }
 
 fn object_encoding(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {

@@ -3,7 +3,7 @@
 //! PUBSUB introspection subcommands. The registry and delivery live in
 //! `crate::pubsub`.
 
-use crate::command::{CmdError, CmdResult, Ctx, Handler};
+use crate::command::{CmdResult, Ctx, Handler};
 use crate::pubsub::{self, Kind};
 
 pub const COMMANDS: &[(&str, Handler)] = &[
@@ -30,15 +30,6 @@ fn refuse_deny_blocking(ctx: &Ctx, name: &str, allowed_in_exec: bool) -> CmdResu
     let in_exec = ctx.client.info.multi_queued.get().is_some();
     if ctx.client.no_blocking && !(allowed_in_exec && in_exec) {
         return Err(format!("ERR {name} isn't allowed for a DENY BLOCKING client").into());
-    }
-    Ok(())
-}
-
-/// Valkey refuses to unsubscribe a client that is subscribed to nothing at
-/// all (in any protocol).
-fn refuse_not_subscribed(ctx: &Ctx, name: &str) -> CmdResult {
-    if !ctx.client.info.is_pubsub() {
-        return Err(CmdError::from(format!("NOSUB '{name}' command executed not in subscribed mode")));
     }
     Ok(())
 }
@@ -72,21 +63,18 @@ fn ssubscribe(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
 
 /// UNSUBSCRIBE [channel ...]
 fn unsubscribe(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
-    refuse_not_subscribed(ctx, "unsubscribe")?;
     pubsub::unsubscribe(ctx.srv, ctx.client, ctx.out, Kind::Channel, &args[1..]);
     Ok(())
 }
 
 /// PUNSUBSCRIBE [pattern ...]
 fn punsubscribe(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
-    refuse_not_subscribed(ctx, "punsubscribe")?;
     pubsub::unsubscribe(ctx.srv, ctx.client, ctx.out, Kind::Pattern, &args[1..]);
     Ok(())
 }
 
 /// SUNSUBSCRIBE [shardchannel ...]
 fn sunsubscribe(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
-    refuse_not_subscribed(ctx, "sunsubscribe")?;
     pubsub::unsubscribe(ctx.srv, ctx.client, ctx.out, Kind::Shard, &args[1..]);
     Ok(())
 }
