@@ -303,6 +303,13 @@ async fn serve(mut stream: TcpStream, state: &Rc<RefCell<ServerState>>, info: Rc
             consumed
         };
         input.drain(..consumed);
+        // Replies acknowledge writes only once the journal holds them (and,
+        // with appendfsync always, once they are on disk).
+        if let Some(durable) = crate::aof::durability_wait(state) {
+            if !durable.await {
+                break;
+            }
+        }
         if !out.buf.is_empty() {
             let len = out.buf.len();
             if stream.write_all(&out.buf).await.is_err() {
@@ -454,7 +461,10 @@ pub fn execute(st: &mut ServerState, client: &mut Client, out: &mut Reply, args:
     // The unit's effects go to the journal once it is whole, before any
     // parked client it woke runs its own (the AOF consumes them; with none
     // attached the list is always empty).
-    let _journal = st.effects.finish_unit();
+    let unit = st.effects.finish_unit();
+    if !unit.is_empty() {
+        crate::aof::feed(st, unit);
+    }
     if st.blocking.has_ready() {
         crate::blocking::serve_ready(st);
     }

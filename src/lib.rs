@@ -6,6 +6,7 @@
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+pub mod aof;
 pub mod blocking;
 pub mod busy;
 pub mod client;

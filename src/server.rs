@@ -90,6 +90,8 @@ pub struct ServerState {
     pub adopt_notify: Rc<Notify>,
     /// What commands changed, for the journal (see effects.rs).
     pub effects: crate::effects::Effects,
+    /// The append-only file, while `appendonly` is on.
+    pub aof: Option<crate::aof::Aof>,
 }
 
 impl ServerState {
@@ -122,6 +124,7 @@ impl ServerState {
             accepted_while_busy: Vec::new(),
             adopt_notify: Rc::new(Notify::new()),
             effects: Default::default(),
+            aof: None,
         }
     }
 
@@ -210,7 +213,7 @@ async fn serve(config: Config) -> i32 {
     for listener in listeners {
         tokio::task::spawn_local(accept_loop(listener, state.clone()));
     }
-    if !crate::persistence::load_at_start(&state).await {
+    if !crate::persistence::load_at_start(&state).await || !crate::aof::load_at_start(&state).await {
         return 1;
     }
     tokio::task::spawn_local(cron(state.clone(), hz));
@@ -235,7 +238,7 @@ async fn serve(config: Config) -> i32 {
                 true
             }
         };
-        if by_signal && !crate::persistence::before_exit(&state.borrow()) {
+        if by_signal && !(crate::aof::before_exit(&state.borrow()) && crate::persistence::before_exit(&state.borrow())) {
             // Exiting now would lose acknowledged writes: keep serving, as
             // Valkey does, until a save can succeed or SHUTDOWN NOSAVE.
             log_warning!(
@@ -393,6 +396,7 @@ async fn cron(state: Rc<RefCell<ServerState>>, mut hz: u32) {
         close_idle_clients(&mut st);
         crate::commands::server::sample_rates(&st);
         crate::persistence::cron(&mut st);
+        crate::aof::cron(&mut st);
     }
 }
 
