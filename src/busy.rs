@@ -119,6 +119,11 @@ pub fn while_busy(st: &mut ServerState, script: &mut RunningScript) {
         conn.unread = unread[used..].to_vec();
     }
     st.accepted_while_busy.extend(accepted);
+    if !st.accepted_while_busy.is_empty() {
+        // The accept loop adopts them once the script is over and the
+        // event loop runs again.
+        st.adopt_notify.notify_one();
+    }
 }
 
 /// The connected clients (except the script's caller and parked clients,
@@ -207,14 +212,22 @@ fn answer_requests(
     pos
 }
 
-/// What one request gets while the script runs.
+/// What one request gets while the script runs: as in Valkey, an unknown
+/// command or a wrong argument count is answered as usual, then the kills
+/// and SHUTDOWN NOSAVE act, and everything else is BUSY.
 fn answer_one(st: &mut ServerState, script: &mut RunningScript, args: &[&[u8]]) -> String {
-    let name = args[0].to_ascii_lowercase();
-    let sub = args.get(1).map(|a| a.to_ascii_lowercase());
-    let error = match (name.as_slice(), sub.as_deref()) {
-        (b"script", Some(b"kill")) if args.len() == 2 => kill(script, false),
-        (b"function", Some(b"kill")) if args.len() == 2 => kill(script, true),
-        (b"shutdown", _) if args[1..].iter().any(|a| a.eq_ignore_ascii_case(b"nosave")) => {
+    let table = crate::command::table();
+    let spec = match crate::command::lookup(table, args) {
+        Ok(spec) => spec,
+        Err(e) => return refuse(st, None, &e.0),
+    };
+    if let Err(e) = crate::command::check_arity(spec, args.len()) {
+        return refuse(st, Some(spec), &e.0);
+    }
+    let error = match spec.name.as_str() {
+        "script|kill" => kill(script, false),
+        "function|kill" => kill(script, true),
+        "shutdown" if args[1..].iter().any(|a| a.eq_ignore_ascii_case(b"nosave")) => {
             log_notice!("User requested shutdown...");
             crate::server::exit_now(st);
         }
@@ -222,15 +235,18 @@ fn answer_one(st: &mut ServerState, script: &mut RunningScript, args: &[&[u8]]) 
     };
     match error {
         None => "+OK\r\n".to_string(),
-        Some(e) => {
-            st.stats.total_error_replies += 1;
-            stats::record_error_reply(e);
-            if let Ok(spec) = crate::command::lookup(crate::command::table(), args) {
-                stats::record_rejected(spec.name.as_str());
-            }
-            format!("-{e}\r\n")
-        }
+        Some(e) => refuse(st, Some(spec), e),
     }
+}
+
+/// An error reply, counted as Valkey counts a rejected command.
+fn refuse(st: &mut ServerState, spec: Option<&'static crate::command::CommandSpec>, error: &str) -> String {
+    st.stats.total_error_replies += 1;
+    stats::record_error_reply(error);
+    if let Some(spec) = spec {
+        stats::record_rejected(spec.name.as_str());
+    }
+    format!("-{error}\r\n")
 }
 
 /// SCRIPT KILL (`by_function_kill` false) or FUNCTION KILL: the error, or
