@@ -11,7 +11,7 @@ use ferrokey_formats::resp::parse_i64;
 
 use super::args::{c_string_lossy, parse_scan_cursor, parse_scan_options, ScanTarget};
 use crate::command::{errors, CmdError, CmdResult, Ctx, Handler, Lookup};
-use crate::db::{Entry, KeyTable, NO_EXPIRE};
+use crate::db::{Entry, NO_EXPIRE};
 use crate::glob::glob_match;
 use crate::notify::{self, notify};
 use crate::value::Value;
@@ -80,19 +80,20 @@ fn db_index(ctx: &Ctx, n: i64) -> Result<usize, CmdError> {
 // DEL, UNLINK, EXISTS, TYPE, TOUCH, DBSIZE
 // ---------------------------------------------------------------------------
 
+/// DEL frees big values on the lazyfree thread when
+/// `lazyfree-lazy-user-del` says so (Valkey's default).
 fn del(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
-    delete_keys(ctx, &args[1..])
+    let lazy = ctx.srv.config.lazyfree_lazy_user_del;
+    delete_keys(ctx, &args[1..], lazy)
 }
 
-/// UNLINK differs from DEL only in freeing big values off the main
-/// thread. The server does that only for values whose freeing takes many
-/// steps (large collections); a string is a single allocation, which it
-/// frees inline, so both commands share one path.
+/// UNLINK differs from DEL only in always freeing big values (those whose
+/// freeing takes many steps) off the engine thread.
 fn unlink(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
-    delete_keys(ctx, &args[1..])
+    delete_keys(ctx, &args[1..], true)
 }
 
-fn delete_keys(ctx: &mut Ctx, keys: &[&[u8]]) -> CmdResult {
+fn delete_keys(ctx: &mut Ctx, keys: &[&[u8]], lazy: bool) -> CmdResult {
     let now = ctx.now_ms;
     let mut deleted = 0;
     for key in keys {
@@ -100,7 +101,9 @@ fn delete_keys(ctx: &mut Ctx, keys: &[&[u8]]) -> CmdResult {
         // as expired rather than deleted.
         let db = ctx.db();
         if db.contains(key, now) {
-            db.remove(key);
+            if let Some(entry) = db.remove(key) {
+                crate::lazyfree::free(entry.value, lazy);
+            }
             deleted += 1;
             notify(ctx, notify::GENERIC, "del", key);
         }
@@ -269,7 +272,8 @@ fn copy(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
         return Ok(());
     };
     // The copy is a new object: same value, encoding and TTL, fresh access time.
-    let duplicate = Entry { value: source.value.clone(), expire_at: source.expire_at, last_access: now_s };
+    let mut duplicate = Entry::new(source.value.clone(), now_s);
+    duplicate.expire_at = source.expire_at;
     if ctx.lookup_in(dst_db, to, Lookup::Write).is_some() && !replace {
         ctx.out.int(0);
         return Ok(());
@@ -330,12 +334,11 @@ fn swapdb(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
 // FLUSHDB, FLUSHALL
 // ---------------------------------------------------------------------------
 
-/// Reads FLUSHDB/FLUSHALL's optional SYNC or ASYNC; without either the
-/// flush is asynchronous, as with the server's default
-/// `lazyfree-lazy-user-flush yes`.
-fn flush_is_async(args: &[&[u8]]) -> Result<bool, CmdError> {
+/// Reads FLUSHDB/FLUSHALL's optional SYNC or ASYNC; without either,
+/// `lazyfree-lazy-user-flush` decides.
+fn flush_is_async(ctx: &Ctx, args: &[&[u8]]) -> Result<bool, CmdError> {
     match args {
-        [_] => Ok(true),
+        [_] => Ok(ctx.srv.config.lazyfree_lazy_user_flush),
         [_, mode] if mode.eq_ignore_ascii_case(b"sync") => Ok(false),
         [_, mode] if mode.eq_ignore_ascii_case(b"async") => Ok(true),
         _ => Err(errors::SYNTAX.into()),
@@ -343,12 +346,12 @@ fn flush_is_async(args: &[&[u8]]) -> Result<bool, CmdError> {
 }
 
 fn flushdb(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
-    let asynchronous = flush_is_async(args)?;
+    let asynchronous = flush_is_async(ctx, args)?;
     let idx = ctx.client.db;
     let removed = ctx.srv.dbs[idx].len();
     crate::watch::touch_all_in_db(ctx.srv, idx, None, ctx.now_ms);
     let old = ctx.srv.dbs[idx].clear();
-    release(vec![old], asynchronous);
+    crate::lazyfree::free_databases(vec![old], asynchronous);
     // Readers waiting on a deleted stream must hear of it.
     ctx.srv.blocking.signal_all();
     ctx.dirty(removed as u64);
@@ -357,7 +360,7 @@ fn flushdb(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
 }
 
 fn flushall(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
-    let asynchronous = flush_is_async(args)?;
+    let asynchronous = flush_is_async(ctx, args)?;
     let mut removed = 0;
     let mut old = Vec::new();
     for idx in 0..ctx.srv.dbs.len() {
@@ -369,31 +372,16 @@ fn flushall(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
             old.push(db.clear());
         }
     }
-    release(old, asynchronous);
+    crate::lazyfree::free_databases(old, asynchronous);
     ctx.srv.blocking.signal_all();
-    // FLUSHALL empties the function libraries too (FLUSHDB does not).
-    ctx.srv.persistence.functions.clear();
+    // The function libraries stay: as in Valkey, only FUNCTION FLUSH
+    // removes them.
     ctx.dirty(removed as u64);
     crate::persistence::after_flushall(ctx.srv);
     // As in Valkey, the flush itself still counts as one change after the save.
     ctx.dirty(1);
     ctx.out.ok();
     Ok(())
-}
-
-/// Below this many keys flushed data is freed inline even when ASYNC was
-/// asked: starting a thread would cost more than the freeing.
-const ASYNC_FREE_MIN_KEYS: usize = 1024;
-
-/// Frees flushed databases: inline, or for a big ASYNC flush on a
-/// background thread so the server keeps answering meanwhile. Values own
-/// no shared state (they are `Send`), so another thread may drop them.
-fn release(old: Vec<KeyTable>, asynchronous: bool) {
-    let keys: usize = old.iter().map(KeyTable::len).sum();
-    if asynchronous && keys >= ASYNC_FREE_MIN_KEYS {
-        // Should no thread start, the data is dropped here instead.
-        let _ = std::thread::Builder::new().name("lazyfree".into()).spawn(move || drop(old));
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -442,39 +430,55 @@ fn object_encoding(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     Ok(())
 }
 
-/// OBJECT FREQ answers only under an LFU eviction policy; without a
-/// maxmemory-policy setting the policy is always the default, noeviction.
+/// OBJECT FREQ: the key's LFU counter after its decay, which only an LFU
+/// eviction policy keeps up to date.
 fn object_freq(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
-    if object_lookup(ctx, args[2]).is_none() {
+    let now_s = ctx.lru_now();
+    let decay = ctx.srv.config.lfu_decay_time;
+    let lfu = ctx.srv.config.maxmemory_policy.uses_lfu();
+    let Some(entry) = object_lookup(ctx, args[2]) else {
         ctx.out.null();
         return Ok(());
+    };
+    if !lfu {
+        return Err("ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.".into());
     }
-    Err("ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.".into())
+    let freq = crate::evict::lfu_counter(entry, now_s, decay);
+    ctx.out.int(freq as i64);
+    Ok(())
 }
 
+/// OBJECT IDLETIME: seconds since the key was last touched; not tracked
+/// under an LFU policy.
 fn object_idletime(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let now_s = ctx.lru_now();
-    match object_lookup(ctx, args[2]).map(|e| e.last_access) {
-        Some(last_access) => ctx.out.int(now_s.saturating_sub(last_access) as i64),
-        None => ctx.out.null(),
+    let lfu = ctx.srv.config.maxmemory_policy.uses_lfu();
+    let Some(last_access) = object_lookup(ctx, args[2]).map(|e| e.last_access) else {
+        ctx.out.null();
+        return Ok(());
+    };
+    if lfu {
+        return Err("ERR An LFU maxmemory policy is selected, idle time not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.".into());
     }
+    ctx.out.int(now_s.saturating_sub(last_access) as i64);
     Ok(())
 }
 
 /// The server keeps one shared object per small non-negative integer and
-/// stores it for every key holding that number (under the default
-/// eviction policy). Shared objects report this refcount; every other
-/// value is referenced once.
+/// stores it for every key holding that number, unless LRU or LFU
+/// eviction needs per-key access hints. Shared objects report this
+/// refcount; every other value is referenced once.
 const SHARED_REFCOUNT: i64 = i32::MAX as i64;
 const SHARED_INTEGERS: i64 = 10_000;
 
 fn object_refcount(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
+    let shared = crate::evict::shares_integers(&ctx.srv.config);
     let refcount = match object_lookup(ctx, args[2]).map(|e| &e.value) {
         None => {
             ctx.out.null();
             return Ok(());
         }
-        Some(Value::Int(n)) if (0..SHARED_INTEGERS).contains(n) => SHARED_REFCOUNT,
+        Some(Value::Int(n)) if (0..SHARED_INTEGERS).contains(n) && shared => SHARED_REFCOUNT,
         Some(_) => 1,
     };
     ctx.out.int(refcount);
@@ -574,15 +578,24 @@ fn set_expiry(ctx: &mut Ctx, args: &[&[u8]], name: &str, arg: ExpireArg) -> CmdR
         ctx.out.int(0);
         return Ok(());
     }
+    ctx.dirty(1);
     if when <= ctx.now_ms {
         // A time already past deletes the key (a deletion, not an expiry).
         ctx.db().remove(args[1]);
+        let deletion = crate::effects::expired_overwrite_deletion(ctx.srv);
+        ctx.srv.effects.journal_instead(&[deletion.as_bytes(), args[1]]);
         notify(ctx, notify::GENERIC, "del", args[1]);
     } else {
         ctx.db().set_expire(args[1], when);
+        // Journalled with the absolute time in milliseconds, conditions kept.
+        if ctx.srv.effects.enabled {
+            let when = when.to_string();
+            let mut journalled: Vec<&[u8]> = vec![b"PEXPIREAT", args[1], when.as_bytes()];
+            journalled.extend_from_slice(&args[3..]);
+            ctx.srv.effects.journal_instead(&journalled);
+        }
         notify(ctx, notify::GENERIC, "expire", args[1]);
     }
-    ctx.dirty(1);
     ctx.out.int(1);
     Ok(())
 }

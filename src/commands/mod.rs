@@ -7,6 +7,7 @@ use crate::command::Handler;
 pub mod args;
 pub mod bitmaps;
 pub mod connection;
+pub mod functions;
 pub mod geo;
 pub mod hashes;
 pub mod hyperloglog;
@@ -14,6 +15,7 @@ pub mod keyspace;
 pub mod lists;
 pub mod persistence;
 pub mod pubsub;
+pub mod scripting;
 pub mod server;
 pub mod sets;
 pub mod sort;
@@ -41,5 +43,7 @@ pub fn all_handlers() -> Vec<(&'static str, Handler)> {
     all.extend_from_slice(persistence::COMMANDS);
     all.extend_from_slice(pubsub::COMMANDS);
     all.extend_from_slice(transactions::COMMANDS);
+    all.extend_from_slice(scripting::COMMANDS);
+    all.extend_from_slice(functions::COMMANDS);
     all
 }

@@ -381,6 +381,11 @@ pub fn eval_memory() -> EvalMemory {
     }
 }
 
+/// CONFIG RESETSTAT: the eviction count starts again from zero.
+pub fn reset_stats() {
+    EVICTED_SCRIPTS.store(0, Ordering::Relaxed);
+}
+
 /// INFO stats `evicted_scripts`.
 pub fn evicted_scripts() -> u64 {
     EVICTED_SCRIPTS.load(Ordering::Relaxed)

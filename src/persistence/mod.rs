@@ -4,9 +4,9 @@
 //! inherited, so the parent keeps serving), by the `save` points from the
 //! server cron, and at shutdown.
 //!
-//! Function libraries read from a file (FUNCTION2) are kept as their source
-//! code and written back on every save: ferrokey has no script engine yet,
-//! so they can be neither listed nor called, but they are not lost.
+//! Function libraries are part of the dataset: each is saved as a FUNCTION2
+//! record holding its code, and loading a file loads every library it holds
+//! (one that fails to load fails the whole load, as in Valkey).
 //!
 //! `--load-rdb FILE` (a ferrokey flag, see [`split_load_rdb_arg`]) imports
 //! FILE at start instead of what `dir` holds, then saves it to `dir` at once.
@@ -60,6 +60,9 @@ pub struct LoadingInfo {
 #[derive(Debug)]
 pub struct Persistence {
     pub child: Option<SaveChild>,
+    /// BGSAVE SCHEDULE asked for a save while an AOF rewrite ran: it
+    /// starts once that ends.
+    pub bgsave_scheduled: bool,
     /// Whether the last background save succeeded (`rdb_last_bgsave_status`).
     pub last_bgsave_ok: bool,
     /// When the last background save was attempted (Unix seconds).
@@ -76,14 +79,15 @@ pub struct Persistence {
     pub loading: Option<LoadingInfo>,
     pub last_load_keys_loaded: u64,
     pub last_load_keys_expired: u64,
-    /// Function libraries, as source code (see the module documentation).
-    pub functions: Vec<Vec<u8>>,
+    /// The function libraries (FUNCTION LOAD, FCALL).
+    pub functions: crate::scripting::functions::Registry,
 }
 
 impl Default for Persistence {
     fn default() -> Self {
         Persistence {
             child: None,
+            bgsave_scheduled: false,
             last_bgsave_ok: true,
             last_bgsave_try_unix: 0,
             last_bgsave_seconds: -1,
@@ -94,7 +98,7 @@ impl Default for Persistence {
             loading: None,
             last_load_keys_loaded: 0,
             last_load_keys_expired: 0,
-            functions: Vec::new(),
+            functions: Default::default(),
         }
     }
 }
@@ -124,14 +128,21 @@ fn unix_s() -> i64 {
 
 /// The error a command gets before it runs, if any: MISCONF for writes (and
 /// PING) after a failed background save with `stop-writes-on-bgsave-error`
-/// and save points, LOADING for commands not allowed during a load.
+/// and save points, or while the AOF cannot be written; LOADING for
+/// commands not allowed during a load.
 pub fn refusal(st: &ServerState, name: &str, command_flags: u32) -> Option<&'static str> {
-    if !st.persistence.last_bgsave_ok
-        && (command_flags & flags::WRITE != 0 || name == "ping")
+    let write_like = command_flags & flags::WRITE != 0 || name == "ping";
+    if write_like
+        && !st.persistence.last_bgsave_ok
         && !st.config.save.is_empty()
         && config_flag(st, "stop-writes-on-bgsave-error")
     {
         return Some(MISCONF_ERROR);
+    }
+    if write_like {
+        if let Some(refused) = crate::aof::write_refusal(st) {
+            return Some(refused);
+        }
     }
     if st.persistence.loading.is_some() && command_flags & flags::LOADING == 0 {
         return Some(LOADING_ERROR);
@@ -173,6 +184,8 @@ pub fn after_flushall(st: &mut ServerState) {
 #[derive(Debug, PartialEq, Eq)]
 pub enum BgsaveError {
     AlreadyRunning,
+    /// An AOF rewrite child runs (one child at a time).
+    AnotherChild,
     ForkFailed,
 }
 
@@ -181,6 +194,10 @@ pub fn start_bgsave(st: &mut ServerState) -> Result<libc::pid_t, BgsaveError> {
     if st.persistence.child.is_some() {
         return Err(BgsaveError::AlreadyRunning);
     }
+    if crate::aof::rewrite_in_progress(st) {
+        return Err(BgsaveError::AnotherChild);
+    }
+    st.persistence.bgsave_scheduled = false;
     st.persistence.saves += 1;
     st.persistence.dirty_before_bgsave = st.dirty;
     st.persistence.last_bgsave_try_unix = unix_s();
@@ -221,10 +238,10 @@ pub fn start_bgsave(st: &mut ServerState) -> Result<libc::pid_t, BgsaveError> {
     }
 }
 
-/// In a BGSAVE child: closes the listening and client sockets it inherited,
-/// so that a port is free again as soon as the parent lets it go, even
-/// while the child is still writing.
-fn close_inherited_sockets() {
+/// In a BGSAVE (or AOF rewrite) child: closes the listening and client
+/// sockets it inherited, so that a port is free again as soon as the
+/// parent lets it go, even while the child is still writing.
+pub(crate) fn close_inherited_sockets() {
     let Ok(entries) = std::fs::read_dir("/proc/self/fd") else { return };
     let fds: Vec<libc::c_int> =
         entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).filter(|&fd| fd > 2).collect();
@@ -247,12 +264,16 @@ pub fn cron(st: &mut ServerState) {
         reap_child(st);
         return;
     }
-    if st.persistence.loading.is_some() {
+    if st.persistence.loading.is_some() || crate::aof::rewrite_in_progress(st) {
         return;
     }
     let now = unix_s();
     let retry_allowed =
         st.persistence.last_bgsave_ok || now - st.persistence.last_bgsave_try_unix > BGSAVE_RETRY_DELAY_S;
+    if st.persistence.bgsave_scheduled && retry_allowed {
+        let _ = start_bgsave(st);
+        return;
+    }
     let due = st
         .config
         .save
@@ -376,23 +397,29 @@ pub fn set_import_file(path: PathBuf) {
     let _ = IMPORT_FILE.set(path);
 }
 
-fn finish_load(st: &mut ServerState, loader: Loader, replace_functions: bool) {
+/// What loading a file does with the function libraries in memory.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LibrariesOnLoad {
+    /// They go: the file's replace them (a full load).
+    Replace,
+    /// They stay; a library of the file with the same name is an error.
+    Keep,
+    /// They stay, except those the file has a library of the same name for.
+    Merge,
+}
+
+/// Ends a load: the counts, and the file's function libraries, each
+/// compiled and run. Fails with the reason when one of them cannot load.
+pub(crate) fn finish_load(st: &mut ServerState, loader: Loader, libraries: LibrariesOnLoad) -> Result<(), String> {
     st.persistence.last_load_keys_loaded = loader.keys_loaded;
     st.persistence.last_load_keys_expired = loader.keys_expired;
-    if replace_functions {
-        st.persistence.functions = loader.functions;
-    } else {
-        let known = |code: &Vec<u8>, all: &[Vec<u8>]| {
-            let name = ferrokey_formats::rdb::parse_library_metadata(code).map(|(_, n)| n).ok();
-            all.iter().position(|c| ferrokey_formats::rdb::parse_library_metadata(c).map(|(_, n)| n).ok() == name)
-        };
-        for code in loader.functions {
-            match known(&code, &st.persistence.functions) {
-                Some(i) => st.persistence.functions[i] = code,
-                None => st.persistence.functions.push(code),
-            }
-        }
+    let failed = |e: Vec<u8>| format!("Failed loading library, {}", String::from_utf8_lossy(&e));
+    let loaded = crate::scripting::functions::Registry::from_codes(loader.functions).map_err(failed)?;
+    if libraries == LibrariesOnLoad::Replace {
+        st.persistence.functions = loaded;
+        return Ok(());
     }
+    st.persistence.functions.join(loaded, libraries == LibrariesOnLoad::Merge).map_err(failed)
 }
 
 /// The start-up load: `--load-rdb FILE` if given, else `dir`/`dbfilename`
@@ -446,7 +473,10 @@ pub async fn load_at_start(state: &Rc<RefCell<ServerState>>) -> bool {
     }
     let mut st = state.borrow_mut();
     st.persistence.loading = None;
-    finish_load(&mut st, loader, true);
+    if let Err(e) = finish_load(&mut st, loader, LibrariesOnLoad::Replace) {
+        log_warning!("Fatal error loading the DB ({e}). Exiting.");
+        return false;
+    }
     log_notice!("DB loaded from disk: {:.3} seconds", started.elapsed().as_secs_f64());
     if let Some(file) = import {
         if save_now(&mut st).is_err() {
@@ -488,7 +518,15 @@ pub fn reload(st: &mut ServerState, save: bool, flush: bool, merge: bool) -> Res
         log_warning!("Failed loading the DB: {e}");
         return Err(FAILED);
     }
-    finish_load(st, loader, flush);
+    let libraries = match (flush, merge) {
+        (true, _) => LibrariesOnLoad::Replace,
+        (false, true) => LibrariesOnLoad::Merge,
+        (false, false) => LibrariesOnLoad::Keep,
+    };
+    if let Err(e) = finish_load(st, loader, libraries) {
+        log_warning!("Failed loading the DB: {e}");
+        return Err(FAILED);
+    }
     log_notice!("DB reloaded by DEBUG RELOAD");
     Ok(())
 }

@@ -18,22 +18,28 @@ use crate::server::{unix_ms, ServerState};
 use crate::{log_notice, log_warning};
 
 /// How the file is written: Valkey's `rdbcompression`, `rdbchecksum`, and
-/// whether the eviction policy wants each key's idle time stored.
+/// whether the eviction policy wants each key's idle time (LRU) or access
+/// frequency (LFU, decayed by `lfu-decay-time` minutes) stored.
 #[derive(Clone, Copy)]
 pub struct SaveOptions {
     pub writer: WriterOptions,
     pub store_idle: bool,
+    pub store_freq: Option<u32>,
+    /// The file is the base of an AOF (its `aof-base` aux field says so).
+    pub aof_base: bool,
 }
 
 impl SaveOptions {
     pub fn from_state(st: &ServerState) -> SaveOptions {
-        let policy = super::config_text(st, "maxmemory-policy");
+        let policy = st.config.maxmemory_policy;
         SaveOptions {
             writer: WriterOptions {
                 compression: super::config_flag(st, "rdbcompression"),
                 checksum: super::config_flag(st, "rdbchecksum"),
             },
-            store_idle: policy.contains("lru"),
+            store_idle: policy.uses_lru(),
+            store_freq: policy.uses_lfu().then_some(st.config.lfu_decay_time),
+            aof_base: false,
         }
     }
 }
@@ -46,9 +52,9 @@ pub fn write_dataset<W: Write>(st: &ServerState, out: W, opts: SaveOptions) -> i
     let used_mem = tikv_jemalloc_ctl::stats::allocated::read().unwrap_or(0) as i64;
     let mut w = RdbWriter::new(out, opts.writer);
     w.header()?;
-    w.standard_aux(&AuxInfo { ctime: now_ms / 1000, used_mem, aof_base: false, repl: None })?;
-    for code in &st.persistence.functions {
-        w.function(code)?;
+    w.standard_aux(&AuxInfo { ctime: now_ms / 1000, used_mem, aof_base: opts.aof_base, repl: None })?;
+    for library in st.persistence.functions.libraries() {
+        w.function(&library.code)?;
     }
     for (index, db) in st.dbs.iter().enumerate() {
         if db.is_empty() {
@@ -60,7 +66,7 @@ pub fn write_dataset<W: Write>(st: &ServerState, out: W, opts: SaveOptions) -> i
             let meta = KeyMeta {
                 expire_ms: (entry.expire_at != NO_EXPIRE).then_some(entry.expire_at),
                 lru_idle_s: opts.store_idle.then(|| now_s.saturating_sub(entry.last_access) as u64),
-                lfu_freq: None,
+                lfu_freq: opts.store_freq.map(|decay| crate::evict::lfu_counter(entry, now_s, decay)),
             };
             w.key(&meta, key, &payload_of(&entry.value))?;
         }

@@ -155,7 +155,7 @@ impl Registry {
     /// may run for `timeout` at most (None: as long as it takes, for
     /// libraries read from a file). Returns the library's name.
     pub fn load(&mut self, code: &[u8], replace: bool, timeout: Option<Duration>) -> Result<Vec<u8>, LoadError> {
-        let (engine, name, body) = parse_metadata(code)?;
+        let Metadata { engine, name, body } = parse_metadata(code)?;
         if !valid_name(&name) {
             return Err(error(INVALID_NAME));
         }
@@ -318,10 +318,18 @@ fn valid_name(name: &[u8]) -> bool {
     !name.is_empty() && name.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
-/// Reads the `#!<engine> name=<library>` line: the engine's name, the
-/// library's name and the code after the line (from its line feed on, so
-/// that Lua's line numbers are the library's own).
-fn parse_metadata(code: &[u8]) -> Result<(Vec<u8>, Vec<u8>, &[u8]), LoadError> {
+/// What the first line of a library says, and the code after it.
+#[derive(Debug, PartialEq, Eq)]
+struct Metadata<'a> {
+    engine: Vec<u8>,
+    name: Vec<u8>,
+    /// From the line feed ending the first line on, so that Lua's line
+    /// numbers are the library's own.
+    body: &'a [u8],
+}
+
+/// Reads the `#!<engine> name=<library>` line.
+fn parse_metadata(code: &[u8]) -> Result<Metadata<'_>, LoadError> {
     if !code.starts_with(b"#!") {
         return Err(error("Missing library metadata"));
     }
@@ -348,7 +356,7 @@ fn parse_metadata(code: &[u8]) -> Result<(Vec<u8>, Vec<u8>, &[u8]), LoadError> {
         return Err(error("Library name was not given"));
     };
     let engine = parts[0].get(2..).unwrap_or_default().to_vec();
-    Ok((engine, name, &code[end..]))
+    Ok(Metadata { engine, name, body: &code[end..] })
 }
 
 // ---------------------------------------------------------------------------
@@ -624,7 +632,7 @@ unsafe fn register_from_lua(l: *mut ffi::lua_State) -> Result<(), &'static str> 
         return Err("server.register_function can only be called on FUNCTION LOAD command");
     };
     let mut callback = PendingCallback { vm: load.vm, function: None };
-    let (name, description, flags) = match ffi::lua_gettop(l) {
+    let Registration { name, description, flags } = match ffi::lua_gettop(l) {
         1 => read_named_arguments(l, &mut callback)?,
         2 => {
             let Some(name) = lua_string(l, 1) else {
@@ -634,7 +642,7 @@ unsafe fn register_from_lua(l: *mut ffi::lua_State) -> Result<(), &'static str> 
                 return Err("second argument to server.register_function must be a function");
             }
             callback.function = Some((*load.vm).keep_top(l));
-            (name, None, ScriptFlags::default())
+            Registration { name, description: None, flags: ScriptFlags::default() }
         }
         _ => return Err("wrong number of arguments to server.register_function"),
     };
@@ -660,10 +668,17 @@ unsafe fn lua_string(l: *mut ffi::lua_State, index: c_int) -> Option<Vec<u8>> {
 }
 
 /// The table form of `register_function` (the table is argument 1).
+/// What a `register_function` call gives besides the callback.
+struct Registration {
+    name: Vec<u8>,
+    description: Option<Vec<u8>>,
+    flags: ScriptFlags,
+}
+
 unsafe fn read_named_arguments(
     l: *mut ffi::lua_State,
     callback: &mut PendingCallback,
-) -> Result<(Vec<u8>, Option<Vec<u8>>, ScriptFlags), &'static str> {
+) -> Result<Registration, &'static str> {
     if ffi::lua_istable(l, 1) == 0 {
         return Err("calling server.register_function with a single argument is only applicable to Lua table (representing named arguments).");
     }
@@ -707,7 +722,9 @@ unsafe fn read_named_arguments(
             }
             b"flags" => {
                 if ffi::lua_istable(l, -1) == 0 {
-                    return Err("flags argument to server.register_function must be a table representing function flags");
+                    return Err(
+                        "flags argument to server.register_function must be a table representing function flags",
+                    );
                 }
                 flags = read_flags(l).ok_or("unknown flag given")?;
             }
@@ -721,7 +738,7 @@ unsafe fn read_named_arguments(
     if callback.function.is_none() {
         return Err("server.register_function must get a callback argument");
     }
-    Ok((name, description, flags))
+    Ok(Registration { name, description, flags })
 }
 
 /// The flags in the array at the top of the stack (names in any case);
@@ -759,14 +776,14 @@ mod tests {
 
     #[test]
     fn metadata_is_read_like_valkey() {
-        fn parse(code: &str) -> Result<(Vec<u8>, Vec<u8>, &[u8]), String> {
+        fn parse(code: &str) -> Result<Metadata<'_>, String> {
             parse_metadata(code.as_bytes()).map_err(|e| String::from_utf8(e).unwrap())
         }
         assert_eq!(
-            parse("#!lua name=a\nx").map(|(e, n, b)| (e, n, b.to_vec())),
-            Ok((b"lua".to_vec(), b"a".to_vec(), b"\nx".to_vec()))
+            parse("#!lua name=a\nx"),
+            Ok(Metadata { engine: b"lua".to_vec(), name: b"a".to_vec(), body: b"\nx" })
         );
-        assert_eq!(parse("#!LUA NAME=a \r\nx").map(|(_, n, _)| n), Ok(b"a".to_vec()));
+        assert_eq!(parse("#!LUA NAME=a \r\nx").map(|m| m.name), Ok(b"a".to_vec()));
         assert_eq!(parse("return 1"), Err("Missing library metadata".into()));
         assert_eq!(parse("#!lua name=a"), Err("Invalid library metadata".into()));
         assert_eq!(parse("#!lua\n"), Err("Library name was not given".into()));
@@ -813,7 +830,10 @@ mod tests {
             fails("server.call('ping')"),
             "Error registering functions: ERR user_function:2: Script attempted to access nonexistent global variable 'call'"
         );
-        assert_eq!(fails("server.x = 1"), "Error registering functions: ERR user_function:2: Attempt to modify a readonly table");
+        assert_eq!(
+            fails("server.x = 1"),
+            "Error registering functions: ERR user_function:2: Attempt to modify a readonly table"
+        );
         assert_eq!(
             fails("server.register_function('a-b', function() end)"),
             format!("Error registering functions: ERR {INVALID_NAME}")
@@ -829,7 +849,8 @@ mod tests {
     fn dumps_restore_to_the_same_libraries() {
         let mut registry = Registry::default();
         for name in ["a", "b"] {
-            let code = format!("#!lua name={name}\nserver.register_function('f_{name}', function() return '{name}' end)");
+            let code =
+                format!("#!lua name={name}\nserver.register_function('f_{name}', function() return '{name}' end)");
             load(&mut registry, &code).unwrap();
         }
         let payload = registry.dump(true);

@@ -27,9 +27,24 @@ pub(super) fn config_set(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     }
     let pairs: Vec<(&[u8], &[u8])> = args[2..].chunks_exact(2).map(|p| (p[0], p[1])).collect();
     let who = SetContext { loading: false, local_client: is_loopback(&ctx.client.info.addr.ip()) };
+    // Turning the AOF on can fail (it needs a rewrite child): then nothing
+    // of this CONFIG SET stays, as in Valkey.
+    let previous = pairs.iter().any(|(n, _)| n.eq_ignore_ascii_case(b"appendonly")).then(|| ctx.srv.config.clone());
     let changed = ctx.srv.config.set_with(&pairs, who)?;
-    for name in changed {
-        apply(ctx.srv, name);
+    for (i, name) in changed.iter().enumerate() {
+        if *name != "appendonly" {
+            apply(ctx.srv, name);
+            continue;
+        }
+        if let Err(why) = crate::aof::appendonly_changed(ctx.srv) {
+            if let Some(previous) = previous {
+                ctx.srv.config = previous;
+                for undone in &changed[..i] {
+                    apply(ctx.srv, undone);
+                }
+            }
+            return Err(format!("ERR CONFIG SET failed (possibly related to argument 'appendonly') - {why}").into());
+        }
     }
     ctx.out.ok();
     Ok(())
@@ -37,8 +52,14 @@ pub(super) fn config_set(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
 
 /// Directives whose value the server keeps a copy of outside the config:
 /// applied once at start-up and again whenever CONFIG SET changes them.
-pub const COPIED_DIRECTIVES: &[&str] =
-    &["slowlog-log-slower-than", "slowlog-max-len", "latency-tracking", "latency-monitor-threshold"];
+pub const COPIED_DIRECTIVES: &[&str] = &[
+    "slowlog-log-slower-than",
+    "slowlog-max-len",
+    "latency-tracking",
+    "latency-monitor-threshold",
+    "lazyfree-lazy-expire",
+    "lazyfree-lazy-server-del",
+];
 
 /// Makes a changed directive take effect where the server keeps a copy of
 /// it. Directives read straight from the configuration (hz, timeout,
@@ -54,11 +75,15 @@ pub fn apply(st: &mut ServerState, name: &str) {
         "latency-tracking" | "latency-monitor-threshold" | "latency-tracking-info-percentiles" => {
             stats::with(|c| c.settings.reload(st));
         }
+        // A lower limit evicts down to it at once, in the background.
+        "maxmemory" => crate::evict::maxmemory_changed(st),
+        "lazyfree-lazy-expire" | "lazyfree-lazy-server-del" => crate::lazyfree::configure(&st.config),
         "dir" => {
             if let Err(e) = st.config.apply_dir() {
                 log_warning!("Can't chdir to '{}': {e}", st.config.dir.display());
             }
         }
+        "aof-disable-auto-gc" => crate::aof::auto_gc_changed(st),
         _ => {}
     }
 }
@@ -66,6 +91,9 @@ pub fn apply(st: &mut ServerState, name: &str) {
 /// CONFIG RESETSTAT: zeroes the statistics INFO reports.
 pub(super) fn config_resetstat(ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
     ctx.srv.stats = Stats::default();
+    ctx.srv.evict.reset_stats();
+    crate::lazyfree::reset_stats();
+    crate::commands::scripting::reset_stats();
     stats::with(|c| c.reset());
     ctx.out.ok();
     Ok(())
