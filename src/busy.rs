@@ -43,10 +43,13 @@ pub struct RunningScript {
     pub kill_requested: bool,
     /// Past the threshold: others are being answered BUSY.
     timed_out: bool,
+    /// The command that started the run, as its client sent it (FUNCTION
+    /// STATS shows it).
+    pub command: Vec<Vec<u8>>,
 }
 
 impl RunningScript {
-    pub fn new(caller_id: u64, is_function: bool, name: String) -> RunningScript {
+    pub fn new(caller_id: u64, is_function: bool, name: String, command: Vec<Vec<u8>>) -> RunningScript {
         RunningScript {
             caller_id,
             is_function,
@@ -55,6 +58,7 @@ impl RunningScript {
             wrote: false,
             kill_requested: false,
             timed_out: false,
+            command,
         }
     }
 
@@ -103,7 +107,8 @@ pub fn while_busy(st: &mut ServerState, script: &mut RunningScript) {
     for info in readable {
         let mut unread = std::mem::take(&mut *info.unread_input.borrow_mut());
         let open = read_socket(info.fd, &mut unread);
-        let used = answer_requests(st, script, &unread, |reply| send_reply(&info, reply), info.authenticated.get());
+        let resp3 = info.resp.get() == 3;
+        let used = answer_requests(st, script, &unread, |reply| send_reply(&info, reply), info.authenticated.get(), resp3);
         unread.drain(..used);
         *info.unread_input.borrow_mut() = unread;
         if !open {
@@ -115,7 +120,7 @@ pub fn while_busy(st: &mut ServerState, script: &mut RunningScript) {
         let fd = conn.fd;
         read_socket(fd, &mut conn.unread);
         let unread = std::mem::take(&mut conn.unread);
-        let used = answer_requests(st, script, &unread, |reply| send_all(fd, reply), true);
+        let used = answer_requests(st, script, &unread, |reply| send_all(fd, reply), true, false);
         conn.unread = unread[used..].to_vec();
     }
     st.accepted_while_busy.extend(accepted);
@@ -181,6 +186,7 @@ fn answer_requests(
     input: &[u8],
     mut reply: impl FnMut(&[u8]),
     authenticated: bool,
+    resp3: bool,
 ) -> usize {
     let mut request = Request::default();
     let mut pos = 0;
@@ -198,8 +204,8 @@ fn answer_requests(
                 if args.is_empty() {
                     continue;
                 }
-                let answer = answer_one(st, script, &args);
-                reply(answer.as_bytes());
+                let answer = answer_one(st, script, &args, resp3);
+                reply(&answer);
             }
             Ok(Parsed::Incomplete { .. }) => break,
             Err(e) => {
@@ -215,7 +221,7 @@ fn answer_requests(
 /// What one request gets while the script runs: as in Valkey, an unknown
 /// command or a wrong argument count is answered as usual, then the kills
 /// and SHUTDOWN NOSAVE act, and everything else is BUSY.
-fn answer_one(st: &mut ServerState, script: &mut RunningScript, args: &[&[u8]]) -> String {
+fn answer_one(st: &mut ServerState, script: &mut RunningScript, args: &[&[u8]], resp3: bool) -> Vec<u8> {
     let table = crate::command::table();
     let spec = match crate::command::lookup(table, args) {
         Ok(spec) => spec,
@@ -231,22 +237,37 @@ fn answer_one(st: &mut ServerState, script: &mut RunningScript, args: &[&[u8]]) 
             log_notice!("User requested shutdown...");
             crate::server::exit_now(st);
         }
+        "function|stats" if script.is_function => return running_function_stats(st, script, resp3),
         _ => Some(script.busy_error()),
     };
     match error {
-        None => "+OK\r\n".to_string(),
+        None => b"+OK\r\n".to_vec(),
         Some(e) => refuse(st, Some(spec), e),
     }
 }
 
+/// FUNCTION STATS during a function: the running function, the command
+/// that called it and how long it has run.
+fn running_function_stats(st: &ServerState, script: &RunningScript, resp3: bool) -> Vec<u8> {
+    let mut out = crate::reply::Reply::new(resp3);
+    let command: Vec<&[u8]> = script.command.iter().map(Vec::as_slice).collect();
+    let running = crate::commands::functions::RunningFunction {
+        name: &script.name,
+        command: &command,
+        duration_ms: script.started.elapsed().as_millis() as u64,
+    };
+    crate::commands::functions::write_stats(&mut out, &st.persistence.functions, Some(&running));
+    out.buf
+}
+
 /// An error reply, counted as Valkey counts a rejected command.
-fn refuse(st: &mut ServerState, spec: Option<&'static crate::command::CommandSpec>, error: &str) -> String {
+fn refuse(st: &mut ServerState, spec: Option<&'static crate::command::CommandSpec>, error: &str) -> Vec<u8> {
     st.stats.total_error_replies += 1;
     stats::record_error_reply(error);
     if let Some(spec) = spec {
         stats::record_rejected(spec.name.as_str());
     }
-    format!("-{error}\r\n")
+    format!("-{error}\r\n").into_bytes()
 }
 
 /// SCRIPT KILL (`by_function_kill` false) or FUNCTION KILL: the error, or

@@ -123,3 +123,21 @@ fn a_busy_function_is_stopped_by_function_kill() {
     );
     assert_eq!(runner.cmd(&[b"PING"]), b"+PONG\r\n");
 }
+
+#[test]
+fn function_stats_shows_the_running_function() {
+    let server = start();
+    let mut setup = server.client();
+    let library = "#!lua name=spin2\nserver.register_function{function_name='spin2', callback=function() while true do end end, flags={'no-writes'}}";
+    let _: String = redis::cmd("FUNCTION").arg("LOAD").arg(library).query(&mut setup).unwrap();
+    let mut runner = server.raw();
+    runner.set_timeout(Duration::from_secs(60));
+    runner.send(&[b"FCALL", b"spin2", b"0", b"extra"]);
+    let mut probe = server.raw();
+    assert_eq!(wait_for_busy(&mut probe), BUSY_FUNCTION);
+    let stats = String::from_utf8_lossy(&probe.cmd(&[b"FUNCTION", b"STATS"])).into_owned();
+    assert!(stats.starts_with("*4\r\n$14\r\nrunning_script\r\n*6\r\n$4\r\nname\r\n$5\r\nspin2\r\n$7\r\ncommand\r\n*4\r\n$5\r\nFCALL\r\n$5\r\nspin2\r\n$1\r\n0\r\n$5\r\nextra\r\n$11\r\nduration_ms\r\n:"), "{stats}");
+    assert!(stats.contains("$7\r\nengines\r\n"), "{stats}");
+    assert_eq!(probe.cmd(&[b"FUNCTION", b"KILL"]), b"+OK\r\n");
+    assert!(runner.read_reply().starts_with(b"-ERR Script killed"));
+}

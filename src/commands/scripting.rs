@@ -252,7 +252,7 @@ fn run_script(ctx: &mut Ctx, args: &[&[u8]], by_sha: bool, ro_command: bool) -> 
     let rules = engine::check_run_allowed(ctx.srv, flags, ro_command)?;
     let (keys, argv) = args[3..].split_at(numkeys as usize);
     let name = std::str::from_utf8(&sha).unwrap_or_default();
-    let call = ScriptCall { function, invocation: Invocation::Eval, name, keys, args: argv, rules };
+    let call = ScriptCall { function, invocation: Invocation::Eval, name, keys, args: argv, rules, command: args };
     engine::run(&cache.vm, ctx, &call)?;
     cache.touch(&sha);
     Ok(())

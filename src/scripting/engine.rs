@@ -1143,6 +1143,9 @@ pub struct ScriptCall<'a> {
     pub args: &'a [&'a [u8]],
     /// See [`check_run_allowed`].
     pub rules: RunRules,
+    /// The whole command that started the run, as its client sent it
+    /// (FUNCTION STATS shows it while a function is busy).
+    pub command: &'a [&'a [u8]],
 }
 
 /// What the script's API functions reach while it runs.
@@ -1210,7 +1213,17 @@ pub fn run(vm: &LuaVm, ctx: &mut Ctx, call: &ScriptCall) -> CmdResult {
         reply: Reply { buf: Vec::new(), resp3: false, errors: 0 },
         now_ms: ctx.now_ms,
         rules: call.rules,
-        busy: RunningScript::new(ctx.client.info.id, call.invocation == Invocation::Function, call.name.to_string()),
+        busy: RunningScript::new(
+            ctx.client.info.id,
+            call.invocation == Invocation::Function,
+            call.name.to_string(),
+            // Only FUNCTION STATS shows it: EVAL does not pay for the copy.
+            if call.invocation == Invocation::Function {
+                call.command.iter().map(|a| a.to_vec()).collect()
+            } else {
+                Vec::new()
+            },
+        ),
         arg_bytes: Vec::new(),
         arg_ends: Vec::new(),
         repl: REPL_ALL,
