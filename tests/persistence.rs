@@ -18,7 +18,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{free_port, Server, Valkey};
-use ferrokey_formats::rdb::load_all;
 use redis::{Connection, RedisResult, Value};
 
 // ---------------------------------------------------------------------------
@@ -168,33 +167,6 @@ fn compare(port: u16, expected: &Path, check_encoding: bool) -> Result<(), Strin
     }
 }
 
-/// Function libraries are kept as code (ferrokey has no FUNCTION command
-/// yet, so dump-expected cannot list them and reports only that): a
-/// comparison passes when that is its one difference and the file the
-/// server saved holds exactly the fixture's libraries.
-fn compare_keeping_functions(port: u16, fx: &Fixture, saved: &Path, check_encoding: bool) -> Result<(), String> {
-    match compare(port, &fx.expected, check_encoding) {
-        Ok(()) => Ok(()),
-        Err(diff) => {
-            let lines: Vec<&str> = diff.lines().filter(|l| l.starts_with("  ")).collect();
-            let only_functions =
-                !lines.is_empty() && lines.iter().all(|l| l.trim_start().starts_with("functions differ"));
-            if !only_functions {
-                return Err(diff);
-            }
-            let mut want = load_all(&fx.rdb).map_err(|e| e.to_string())?.functions;
-            let mut have = load_all(saved).map_err(|e| e.to_string())?.functions;
-            want.sort();
-            have.sort();
-            if want == have && !want.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("function libraries not kept: {} in the fixture, {} saved\n{diff}", want.len(), have.len()))
-            }
-        }
-    }
-}
-
 fn valkey_check(file: &Path) -> Result<(), String> {
     let out =
         Command::new("valkey-check-rdb").arg(file).output().expect("valkey-check-rdb (scripts/install-valkey.sh)");
@@ -235,7 +207,7 @@ fn fixture_cycle(folder: &str, check_encoding: bool) {
         let args = args_of(&["--enable-debug-command", "yes", "--load-rdb", &rdb], &fx.load_args);
         let mut server = Server::start_with(&args);
         let saved = server.path().join("dump.rdb");
-        if let Err(d) = compare_keeping_functions(server.port, fx, &saved, check_encoding) {
+        if let Err(d) = compare(server.port, &fx.expected, check_encoding) {
             failures.push(format!("{}: loaded contents differ:\n{d}", fx.name));
             continue;
         }
