@@ -6,11 +6,19 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-use ferrokey_formats::rdb::{escape_bytes, Checksum, RdbError, RdbItem, RdbKey, RdbReader, ReaderOptions};
+use ferrokey_formats::rdb::{
+    escape_bytes, Checksum, CompactListNode, CompactValue, IntsetMembers, LoadItem, LoadValue, RdbError, RdbItem,
+    RdbKey, RdbReader, RdbValue, ReaderOptions,
+};
 
 use super::rdb::{value_from_rdb, Limits};
 use crate::db::Entry;
 use crate::server::{unix_ms, ServerState};
+use crate::types::hash::Hash;
+use crate::types::list::{List, Node};
+use crate::types::set::{IntSet, Set};
+use crate::types::zset::ZSet;
+use crate::value::Value;
 use crate::{log_notice, log_warning};
 
 /// Why a load failed: the file, the byte offset and the reason.
@@ -56,6 +64,10 @@ pub struct Loader {
     /// The `used-mem` aux field.
     pub rdb_used_mem: u64,
 }
+
+/// The fewest bytes a key takes in an RDB file: its type, an empty name
+/// and an empty string value.
+const SMALLEST_KEY_BYTES: u64 = 3;
 
 /// Keys whose being skipped is logged one by one, as Valkey logs the first ten.
 const EMPTY_KEYS_LOGGED: u64 = 10;
@@ -108,15 +120,26 @@ impl Loader {
     /// Loads up to `budget` more keys into `st`. Returns true once the end
     /// of the file was reached (and logged).
     pub fn step(&mut self, st: &mut ServerState, budget: usize) -> Result<bool, LoadError> {
+        // A step takes milliseconds: one reading of the clock serves its keys.
+        let now_s = (unix_ms() / 1000) as u32;
         let mut keys = 0;
         while keys < budget {
-            let item = match self.reader.next_item() {
+            let item = match self.reader.next_load_item() {
                 Ok(Some(item)) => item,
                 Ok(None) => return Err(self.error_at(self.offset(), "unexpected end of the RDB data".into())),
                 Err(e) => return Err(self.reader_error(e)),
             };
+            let item = match item {
+                LoadItem::Key(k) => {
+                    keys += 1;
+                    self.add_key(st, k, now_s)?;
+                    continue;
+                }
+                LoadItem::Item(item) => item,
+            };
             match item {
-                RdbItem::Header { .. } | RdbItem::ResizeDb { .. } | RdbItem::SlotInfo { .. } => {}
+                RdbItem::Header { .. } | RdbItem::SlotInfo { .. } => {}
+                RdbItem::ResizeDb { db_size, expires_size } => self.size_hint(st, db_size, expires_size),
                 RdbItem::Aux { key, value } => self.aux_field(&key, &value),
                 RdbItem::SelectDb { db } => {
                     if db >= st.dbs.len() as u64 {
@@ -134,9 +157,10 @@ impl Loader {
                         log_notice!("rdbLoadObject skipping empty key: {}", String::from_utf8_lossy(&k.key));
                     }
                 }
+                // The load reader gives keys as LoadItem::Key; a decoded one is loaded alike.
                 RdbItem::Key(k) => {
                     keys += 1;
-                    self.add_key(st, k)?;
+                    self.add_key(st, k.map_value(LoadValue::Decoded), now_s)?;
                 }
                 RdbItem::Eof { checksum } => {
                     if checksum == Checksum::Disabled {
@@ -148,6 +172,17 @@ impl Loader {
             }
         }
         Ok(false)
+    }
+
+    /// RESIZEDB: the database gets room for the keys announced, as Valkey
+    /// expands its tables, so that loading them rehashes nothing. The hint
+    /// is only trusted as far as the file could hold that many keys.
+    fn size_hint(&self, st: &mut ServerState, keys: u64, volatile: u64) {
+        let most = self.total_bytes / SMALLEST_KEY_BYTES;
+        let clamp = |n: u64| usize::try_from(n.min(most)).unwrap_or(0);
+        if let Some(db) = st.dbs.get_mut(self.reader.current_db() as usize) {
+            db.reserve(clamp(keys), clamp(volatile));
+        }
     }
 
     /// The aux fields Valkey reports while loading.
@@ -168,32 +203,39 @@ impl Loader {
         }
     }
 
-    fn add_key(&mut self, st: &mut ServerState, k: RdbKey) -> Result<(), LoadError> {
+    fn add_key(&mut self, st: &mut ServerState, k: RdbKey<LoadValue>, now_s: u32) -> Result<(), LoadError> {
         let db_index = k.db as usize;
         if k.is_expired(self.now_ms) {
             self.keys_expired += 1;
             return Ok(());
         }
         let offset = k.offset;
-        let value = value_from_rdb(k.value, k.encoding, &self.limits)
-            .map_err(|reason| self.error_at(offset, format!("{reason} (key '{}')", escape_bytes(&k.key))))?;
-        let now_s = (unix_ms() / 1000) as u32;
+        let value = match k.value {
+            LoadValue::Compact(compact) => Ok(value_from_compact(compact, &self.limits)),
+            LoadValue::Decoded(RdbValue::String(bytes)) => Ok(Value::string_from_vec(bytes)),
+            LoadValue::Decoded(decoded) => value_from_rdb(decoded, k.encoding, &self.limits),
+        }
+        .map_err(|reason| self.error_at(offset, format!("{reason} (key '{}')", escape_bytes(&k.key))))?;
         let mut entry = Entry::new(value, now_s);
         if let Some(at) = k.expire_ms {
             entry.expire_at = at;
         }
-        // An IDLE opcode sets how long ago the key was last touched.
-        if let Some(idle) = k.lru_idle {
-            entry.last_access = now_s.saturating_sub(u32::try_from(idle).unwrap_or(u32::MAX));
-        }
+        // IDLE (how long ago the key was last touched) or FREQ (its LFU
+        // counter), whichever the eviction policy keeps.
+        crate::evict::set_hints(&mut entry, &st.config, k.lfu_freq, k.lru_idle, now_s);
         let Some(db) = st.dbs.get_mut(db_index) else {
             return Err(self.error_at(offset, format!("DB {db_index} is out of range")));
         };
-        if self.duplicates == Duplicates::Refuse && db.peek(&k.key).is_some() {
-            log_warning!("RDB has duplicated key '{}' in DB {db_index}", String::from_utf8_lossy(&k.key));
-            return Err(self.error_at(offset, format!("duplicated key '{}' in DB {db_index}", escape_bytes(&k.key))));
+        match self.duplicates {
+            Duplicates::Replace => db.insert_entry(&k.key, entry),
+            Duplicates::Refuse => {
+                if db.insert_new(&k.key, entry).is_err() {
+                    log_warning!("RDB has duplicated key '{}' in DB {db_index}", String::from_utf8_lossy(&k.key));
+                    let reason = format!("duplicated key '{}' in DB {db_index}", escape_bytes(&k.key));
+                    return Err(self.error_at(offset, reason));
+                }
+            }
         }
-        db.insert_entry(&k.key, entry);
         self.keys_loaded += 1;
         Ok(())
     }
@@ -215,5 +257,78 @@ impl Loader {
     pub fn run_to_end(&mut self, st: &mut ServerState) -> Result<(), LoadError> {
         while !self.step(st, usize::MAX)? {}
         Ok(())
+    }
+
+    /// Keeps the keys whose expiry time has passed, as Valkey loads the
+    /// base of an AOF: the journal after it may still act on them (a
+    /// KEEPTTL write, an INCR keep their expiry), and expiry removes them
+    /// once the load is over.
+    pub fn keep_expired_keys(&mut self) {
+        self.now_ms = i64::MIN;
+    }
+}
+
+/// The value of a collection the file stored in a compact encoding, which
+/// becomes the in-memory encoding as it is (the reader checked it), as
+/// Valkey's loader keeps it; converted only when it holds more elements
+/// than the configured limit of that encoding, as Valkey's loader converts.
+fn value_from_compact(value: CompactValue, limits: &Limits) -> Value {
+    match value {
+        CompactValue::List(mut nodes) => {
+            let list = match nodes.pop() {
+                Some(CompactListNode::Packed(lp)) if nodes.is_empty() => List::from_single_node(lp, limits.list_fill),
+                last => {
+                    let nodes = nodes.into_iter().chain(last).map(|node| match node {
+                        CompactListNode::Packed(lp) => Node::Packed(lp),
+                        CompactListNode::Plain(element) => Node::Plain(element.into_boxed_slice()),
+                    });
+                    List::from_nodes(nodes, limits.list_fill)
+                }
+            };
+            Value::List(Box::new(list))
+        }
+        CompactValue::SetIntset(members) => {
+            let set = if members.len() > limits.set.intset_entries {
+                let mut set = Set::new_hashtable(members.len());
+                let mut digits = itoa::Buffer::new();
+                for v in members.to_i64() {
+                    set.add(digits.format(v).as_bytes(), limits.set);
+                }
+                set
+            } else {
+                Set::from_intset(match members {
+                    IntsetMembers::I16(v) => IntSet::I16(v),
+                    IntsetMembers::I32(v) => IntSet::I32(v),
+                    IntsetMembers::I64(v) => IntSet::I64(v),
+                })
+            };
+            Value::Set(Box::new(set))
+        }
+        CompactValue::SetListpack(lp) => {
+            let set = if lp.len() > limits.set.listpack_entries {
+                let mut set = Set::new_hashtable(lp.len());
+                for (_, member) in lp.iter() {
+                    member.with_bytes(|m| set.add(m, limits.set));
+                }
+                set
+            } else {
+                Set::from_listpack(lp)
+            };
+            Value::Set(Box::new(set))
+        }
+        CompactValue::ZSetListpack(lp) => Value::ZSet(Box::new(ZSet::from_listpack(lp, limits.zset))),
+        CompactValue::HashListpack(lp) => {
+            let hash = if lp.len() / 2 > limits.hash_entries {
+                let mut entries = lp.iter().map(|(_, e)| e.to_vec());
+                let mut pairs = Vec::with_capacity(lp.len() / 2);
+                while let (Some(field), Some(value)) = (entries.next(), entries.next()) {
+                    pairs.push((field, value));
+                }
+                Hash::from_table_pairs(pairs.into_iter())
+            } else {
+                Hash::from_listpack(lp)
+            };
+            Value::Hash(hash)
+        }
     }
 }

@@ -812,6 +812,17 @@ impl List {
             Repr::Quicklist(ql) => ql.delete_range(start, n),
         }
     }
+
+    /// [`List::from_nodes`] for a list that is a single listpack node (as
+    /// most lists in an RDB file are), without building a quicklist around
+    /// it when it stays a listpack.
+    pub fn from_single_node(lp: Listpack, fill: i64) -> List {
+        if !lp.is_empty() && fits_one_listpack(fill, lp.total_bytes(), lp.len(), false) {
+            List { repr: Repr::Listpack(lp) }
+        } else {
+            List::from_nodes([Node::Packed(lp)], fill)
+        }
+    }
 }
 
 /// Walks a list's elements in one direction (see [`List::iter_from`]).

@@ -9,14 +9,22 @@
 //!
 //! Values are decoded to a format-level model ([`RdbValue`]) with the
 //! encoding they had in the file ([`Encoding`]), so a server can pick its
-//! in-memory representation. Every embedded structure (ziplist, listpack,
-//! zipmap, intset, stream listpacks and PELs) is validated completely: a
-//! corrupt or truncated file yields an [`RdbError`] naming the byte offset,
-//! the key being read (when known) and the reason, never a panic.
+//! in-memory representation. A server loading a file reads it with
+//! [`RdbReader::next_load_item`] instead, which keeps the compact encodings
+//! of current files (listpacks, intsets, quicklists of listpacks) as the
+//! file stores them ([`CompactValue`]), for the server to adopt as they
+//! are instead of rebuilding them element by element.
+//!
+//! Every embedded structure (ziplist, listpack, zipmap, intset, stream
+//! listpacks and PELs) is validated completely: a corrupt or truncated file
+//! yields an [`RdbError`] naming the byte offset, the key being read (when
+//! known) and the reason, never a panic.
 //!
 //! What the reader refuses: module values and module aux data, the pre-GA
 //! function opcode, and Redis 7.4's hash-field-expiry hashes (types 22-25),
 //! each with an error naming the type, key and offset.
+
+use crate::listpack::Listpack;
 
 mod consts;
 pub mod dump;
@@ -33,6 +41,7 @@ pub use consts::{
 };
 pub use dump::{dump_payload, dump_payload_with, dump_value, write_dump_payload, DUMP_RDB_VERSION};
 pub use error::{RdbError, RdbErrorKind};
+pub use packed::IntsetMembers;
 pub use reader::{
     decode_dump_payload, decode_object, load_all, load_all_from, DecodedObject, DumpPayload, RdbFile, RdbReader,
     ReaderOptions,
@@ -128,13 +137,14 @@ impl RdbValue {
 }
 
 /// A key read from the file, with its value and the metadata opcodes that
-/// preceded it.
+/// preceded it. The value is an [`RdbValue`], or with
+/// [`RdbReader::next_load_item`] a [`LoadValue`].
 #[derive(Debug, Clone, PartialEq)]
-pub struct RdbKey {
+pub struct RdbKey<V = RdbValue> {
     /// Database number (from the last SELECTDB; 0 before any).
     pub db: u64,
     pub key: Vec<u8>,
-    pub value: RdbValue,
+    pub value: V,
     /// How the value was stored.
     pub encoding: Encoding,
     /// Absolute expire time, Unix ms (EXPIRETIME_MS, or EXPIRETIME seconds
@@ -150,12 +160,80 @@ pub struct RdbKey {
     pub offset: u64,
 }
 
-impl RdbKey {
+impl<V> RdbKey<V> {
+    /// The same key with its value transformed by `f`.
+    pub fn map_value<W>(self, f: impl FnOnce(V) -> W) -> RdbKey<W> {
+        RdbKey {
+            db: self.db,
+            key: self.key,
+            value: f(self.value),
+            encoding: self.encoding,
+            expire_ms: self.expire_ms,
+            lru_idle: self.lru_idle,
+            lfu_freq: self.lfu_freq,
+            rdb_type: self.rdb_type,
+            offset: self.offset,
+        }
+    }
+
     /// True when the key has an expire time before `now_ms`: a primary
     /// loading the file drops such keys (Valkey: `expiretime < now`).
     pub fn is_expired(&self, now_ms: i64) -> bool {
         matches!(self.expire_ms, Some(t) if t < now_ms)
     }
+}
+
+/// A key's value as a server loading the file wants it
+/// ([`RdbReader::next_load_item`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoadValue {
+    /// Decoded element by element, as [`RdbReader::next_item`] gives it:
+    /// strings, streams, the big encodings and the compact encodings of
+    /// older files (zipmap, ziplist, quicklist of ziplists).
+    Decoded(RdbValue),
+    /// A compact encoding of the current format, kept as the file stores it.
+    Compact(CompactValue),
+}
+
+/// A collection in the compact form the file stores it in (which is also
+/// the in-memory form): a loader adopts these bytes instead of rebuilding
+/// the collection element by element, as Valkey's loader does. Each was
+/// checked enough that a server can use it as it is: the listpack or
+/// intset structure completely (bounds, back-lengths, header, terminator,
+/// count), no duplicate set members, hash fields or sorted set members, an
+/// even number of entries for pairs, and sorted set scores that are numbers
+/// (not NaN). None is empty.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CompactValue {
+    /// LIST_QUICKLIST_2: the nodes, head first (empty listpacks dropped).
+    List(Vec<CompactListNode>),
+    /// SET_INTSET: the members, ascending, in the width the file used.
+    SetIntset(IntsetMembers),
+    /// SET_LISTPACK: one entry per member.
+    SetListpack(Listpack),
+    /// ZSET_LISTPACK: member, score, member, score, ...
+    ZSetListpack(Listpack),
+    /// HASH_LISTPACK: field, value, field, value, ...
+    HashListpack(Listpack),
+}
+
+/// A node of a LIST_QUICKLIST_2 value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CompactListNode {
+    /// A listpack node (never empty).
+    Packed(Listpack),
+    /// A plain node: one element.
+    Plain(Vec<u8>),
+}
+
+/// One item of [`RdbReader::next_load_item`]: a key, with its value in the
+/// form a loader wants, or any other item (empty keys included) as
+/// [`RdbReader::next_item`] gives it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoadItem {
+    /// Never [`RdbItem::Key`].
+    Item(RdbItem),
+    Key(RdbKey<LoadValue>),
 }
 
 /// A key whose collection is empty. Valkey skips these while loading (it

@@ -58,33 +58,22 @@ pub fn parse_i64_strict(s: &[u8]) -> Option<i64> {
     text.parse::<i64>().ok()
 }
 
-/// Parse a score the way C's strtod would read a stored score: leading
-/// white space is skipped, and the longest prefix that is a number counts.
-/// "inf", "-inf", "infinity" and "nan" are accepted. `None` when no prefix
-/// is a number.
+/// Parse a score the way C's strtod reads a stored score (as Valkey does):
+/// leading white space is skipped, and the longest prefix that is a number
+/// counts. "inf", "-inf", "infinity", "nan" and hexadecimal numbers are
+/// accepted. `None` when no prefix is a number.
 pub fn parse_score(s: &[u8]) -> Option<f64> {
-    let start = s.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(s.len());
-    let s = &s[start..];
-    let s = &s[..s.len().min(256)];
-    let text = match std::str::from_utf8(s) {
-        Ok(t) => t,
-        Err(e) => std::str::from_utf8(&s[..e.valid_up_to()]).ok()?,
-    };
-    if let Ok(v) = text.parse::<f64>() {
-        return Some(v);
-    }
-    // Longest numeric prefix.
-    let mut end = text.len();
-    while end > 0 {
-        end -= 1;
-        if !text.is_char_boundary(end) {
-            continue;
-        }
-        if let Ok(v) = text[..end].parse::<f64>() {
-            return Some(v);
-        }
-    }
-    None
+    let parsed = crate::double::strtod(s);
+    (parsed.consumed > 0).then_some(parsed.value)
+}
+
+/// Valkey reads at most this many bytes of a score stored as a string in a
+/// ziplist or listpack.
+pub const STORED_SCORE_MAX: usize = 127;
+
+/// A score stored in a ziplist or listpack, as Valkey reads it.
+pub fn parse_stored_score(s: &[u8]) -> Option<f64> {
+    parse_score(&s[..s.len().min(STORED_SCORE_MAX)])
 }
 
 // ---------------------------------------------------------------------------
@@ -440,37 +429,56 @@ pub fn zipmap_pairs(zm: &[u8]) -> Result<ZipmapPairs<'_>, String> {
 // intset
 // ---------------------------------------------------------------------------
 
-/// Decode and validate an intset: element width 2, 4 or 8 bytes, a count
-/// that matches the blob size, at least one element, strictly ascending.
-/// Returns (width in bytes, values).
-pub fn intset_values(is: &[u8]) -> Result<(u8, Vec<i64>), String> {
-    if is.len() < 8 {
-        return Err("intset shorter than its header".into());
+/// An intset's members in the width it stores them in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IntsetMembers {
+    I16(Vec<i16>),
+    I32(Vec<i32>),
+    I64(Vec<i64>),
+}
+
+impl IntsetMembers {
+    /// Element width in bytes.
+    pub fn width(&self) -> u8 {
+        match self {
+            IntsetMembers::I16(_) => 2,
+            IntsetMembers::I32(_) => 4,
+            IntsetMembers::I64(_) => 8,
+        }
     }
-    let width = u32::from_le_bytes([is[0], is[1], is[2], is[3]]);
-    if !matches!(width, 2 | 4 | 8) {
-        return Err(format!("intset has invalid element width {width}"));
+
+    pub fn len(&self) -> usize {
+        match self {
+            IntsetMembers::I16(v) => v.len(),
+            IntsetMembers::I32(v) => v.len(),
+            IntsetMembers::I64(v) => v.len(),
+        }
     }
-    let width = width as usize;
-    let count = u32::from_le_bytes([is[4], is[5], is[6], is[7]]) as usize;
-    let body = &is[8..];
-    if count.checked_mul(width) != Some(body.len()) {
-        return Err(format!("intset of {count} elements of {width} bytes does not fit its {} bytes", body.len()));
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
-    if count == 0 {
-        return Err("intset is empty".into());
+
+    /// The members widened to i64.
+    pub fn to_i64(&self) -> Vec<i64> {
+        match self {
+            IntsetMembers::I16(v) => v.iter().map(|&x| x as i64).collect(),
+            IntsetMembers::I32(v) => v.iter().map(|&x| x as i64).collect(),
+            IntsetMembers::I64(v) => v.clone(),
+        }
     }
-    let mut out = Vec::with_capacity(count);
-    for chunk in body.chunks_exact(width) {
-        let v = match width {
-            2 => i16::from_le_bytes([chunk[0], chunk[1]]) as i64,
-            4 => i32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]) as i64,
-            _ => {
-                let mut w = [0u8; 8];
-                w.copy_from_slice(chunk);
-                i64::from_le_bytes(w)
-            }
-        };
+}
+
+/// Decodes elements of one width, checking they strictly ascend.
+fn ascending<T: Copy + Ord + fmt::Display, const W: usize>(
+    body: &[u8],
+    decode: fn([u8; W]) -> T,
+) -> Result<Vec<T>, String> {
+    let mut out: Vec<T> = Vec::with_capacity(body.len() / W);
+    for chunk in body.chunks_exact(W) {
+        let mut raw = [0u8; W];
+        raw.copy_from_slice(chunk);
+        let v = decode(raw);
         if let Some(&prev) = out.last() {
             if v <= prev {
                 return Err(format!("intset is not strictly ascending ({prev} then {v})"));
@@ -478,7 +486,38 @@ pub fn intset_values(is: &[u8]) -> Result<(u8, Vec<i64>), String> {
         }
         out.push(v);
     }
-    Ok((width as u8, out))
+    Ok(out)
+}
+
+/// Decode and validate an intset: element width 2, 4 or 8 bytes, a count
+/// that matches the blob size, at least one element, strictly ascending.
+pub fn intset_members(is: &[u8]) -> Result<IntsetMembers, String> {
+    if is.len() < 8 {
+        return Err("intset shorter than its header".into());
+    }
+    let width = u32::from_le_bytes([is[0], is[1], is[2], is[3]]);
+    if !matches!(width, 2 | 4 | 8) {
+        return Err(format!("intset has invalid element width {width}"));
+    }
+    let count = u32::from_le_bytes([is[4], is[5], is[6], is[7]]) as usize;
+    let body = &is[8..];
+    if count.checked_mul(width as usize) != Some(body.len()) {
+        return Err(format!("intset of {count} elements of {width} bytes does not fit its {} bytes", body.len()));
+    }
+    if count == 0 {
+        return Err("intset is empty".into());
+    }
+    Ok(match width {
+        2 => IntsetMembers::I16(ascending(body, i16::from_le_bytes)?),
+        4 => IntsetMembers::I32(ascending(body, i32::from_le_bytes)?),
+        _ => IntsetMembers::I64(ascending(body, i64::from_le_bytes)?),
+    })
+}
+
+/// [`intset_members`] as (width in bytes, values).
+pub fn intset_values(is: &[u8]) -> Result<(u8, Vec<i64>), String> {
+    let members = intset_members(is)?;
+    Ok((members.width(), members.to_i64()))
 }
 
 #[cfg(test)]
@@ -579,6 +618,9 @@ mod tests {
         assert!(parse_score(b"nan").unwrap().is_nan());
         assert_eq!(parse_score(b" 2x"), Some(2.0));
         assert_eq!(parse_score(b"x"), None);
+        assert_eq!(parse_score(b"0x10"), Some(16.0));
+        let long = [b"1".repeat(127), b"9".repeat(10)].concat();
+        assert_eq!(parse_stored_score(&long), parse_score(&long[..127]));
     }
 
     #[test]

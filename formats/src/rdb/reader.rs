@@ -8,10 +8,17 @@ use std::path::Path;
 
 use super::consts::{opcode, rdb_type, rdb_type_name, QUICKLIST_NODE_PACKED, QUICKLIST_NODE_PLAIN, RDB_VERSION_MAX};
 use super::error::{RdbError, RdbErrorKind};
-use super::packed::{intset_values, listpack_entries, parse_score, ziplist_entries, zipmap_pairs, Packed};
+use super::packed::{
+    intset_members, intset_values, listpack_entries, parse_score, parse_stored_score, ziplist_entries, zipmap_pairs,
+    Packed,
+};
 use super::source::Source;
 use super::stream::read_stream;
-use super::{Checksum, EmptyKey, Encoding, Magic, RdbItem, RdbKey, RdbValue};
+use super::{
+    Checksum, CompactListNode, CompactValue, EmptyKey, Encoding, LoadItem, LoadValue, Magic, RdbItem, RdbKey, RdbValue,
+};
+use crate::listpack::{Item, Listpack};
+use crate::resp::parse_i64;
 
 /// Reader settings.
 #[derive(Debug, Clone)]
@@ -105,10 +112,6 @@ impl<R: BufRead> RdbReader<R> {
         self.state == State::Done
     }
 
-    pub fn get_ref(&self) -> &R {
-        self.src.inner_ref()
-    }
-
     /// The underlying reader. After the EOF item it is positioned right
     /// after the checksum footer (an AOF preamble's RESP tail starts there):
     /// the reader never consumes past what it parsed.
@@ -119,31 +122,48 @@ impl<R: BufRead> RdbReader<R> {
     /// The next item, `Ok(None)` after EOF. After an error every further call
     /// returns `Ok(None)`.
     pub fn next_item(&mut self) -> Result<Option<RdbItem>, RdbError> {
-        match self.state {
-            State::Done | State::Failed => Ok(None),
-            State::Start => match self.read_header() {
-                Ok(item) => {
-                    self.state = State::Body;
-                    Ok(Some(item))
-                }
-                Err(e) => {
-                    self.state = State::Failed;
-                    Err(e)
-                }
+        let item = match self.advance()? {
+            None => return Ok(None),
+            Some(Next::Item(item)) => item,
+            Some(Next::Key { rdb_type, at }) => match self.read_key(rdb_type, at, decoded_object)? {
+                KeyRead::Key(k) => RdbItem::Key(k),
+                KeyRead::Empty(k) => RdbItem::EmptyKey(k),
             },
-            State::Body => match self.read_body_item() {
-                Ok(item) => {
-                    if matches!(item, RdbItem::Eof { .. }) {
-                        self.state = State::Done;
-                    }
-                    Ok(Some(item))
-                }
-                Err(e) => {
-                    self.state = State::Failed;
-                    Err(e)
-                }
+        };
+        Ok(Some(item))
+    }
+
+    /// Like [`RdbReader::next_item`], but keys come with a [`LoadValue`]:
+    /// collections in the compact encodings of current files are kept as
+    /// the file stores them (checked as [`CompactValue`] says), for a
+    /// server to adopt as its in-memory form.
+    pub fn next_load_item(&mut self) -> Result<Option<LoadItem>, RdbError> {
+        let item = match self.advance()? {
+            None => return Ok(None),
+            Some(Next::Item(item)) => LoadItem::Item(item),
+            Some(Next::Key { rdb_type, at }) => match self.read_key(rdb_type, at, load_object)? {
+                KeyRead::Key(k) => LoadItem::Key(k),
+                KeyRead::Empty(k) => LoadItem::Item(RdbItem::EmptyKey(k)),
             },
+        };
+        Ok(Some(item))
+    }
+
+    /// Reads up to the next item, leaving a key's name and value to the
+    /// caller, and keeps the reader's state: done after EOF, failed (and
+    /// silent) after an error.
+    fn advance(&mut self) -> Result<Option<Next>, RdbError> {
+        let next = match self.state {
+            State::Done | State::Failed => return Ok(None),
+            State::Start => self.read_header().map(Next::Item),
+            State::Body => self.read_body_item(),
+        };
+        match &next {
+            Ok(Next::Item(RdbItem::Eof { .. })) => self.state = State::Done,
+            Ok(_) => self.state = State::Body,
+            Err(_) => self.state = State::Failed,
         }
+        next.map(Some)
     }
 
     fn read_header(&mut self) -> Result<RdbItem, RdbError> {
@@ -185,7 +205,7 @@ impl<R: BufRead> RdbReader<R> {
         self.magic == Magic::Valkey || self.version >= 5
     }
 
-    fn read_body_item(&mut self) -> Result<RdbItem, RdbError> {
+    fn read_body_item(&mut self) -> Result<Next, RdbError> {
         loop {
             let at = self.src.pos();
             let t = self.src.read_u8()?;
@@ -204,10 +224,10 @@ impl<R: BufRead> RdbReader<R> {
                     self.lru_idle = Some(self.src.read_len()?);
                 }
                 opcode::EOF => {
-                    self.src.stop_hashing();
+                    self.src.stop_hashing()?;
                     let computed = self.src.crc();
                     if !self.has_footer() {
-                        return Ok(RdbItem::Eof { checksum: Checksum::Absent });
+                        return Ok(Next::Item(RdbItem::Eof { checksum: Checksum::Absent }));
                     }
                     let footer_at = self.src.pos();
                     let stored = u64::from_le_bytes(self.src.read_array::<8>()?);
@@ -220,32 +240,32 @@ impl<R: BufRead> RdbReader<R> {
                     } else {
                         Checksum::Verified(stored)
                     };
-                    return Ok(RdbItem::Eof { checksum });
+                    return Ok(Next::Item(RdbItem::Eof { checksum }));
                 }
                 opcode::SELECTDB => {
                     let db = self.src.read_len()?;
                     self.db = db;
-                    return Ok(RdbItem::SelectDb { db });
+                    return Ok(Next::Item(RdbItem::SelectDb { db }));
                 }
                 opcode::RESIZEDB => {
                     let db_size = self.src.read_len()?;
                     let expires_size = self.src.read_len()?;
-                    return Ok(RdbItem::ResizeDb { db_size, expires_size });
+                    return Ok(Next::Item(RdbItem::ResizeDb { db_size, expires_size }));
                 }
                 opcode::SLOT_INFO => {
                     let slot_id = self.src.read_len()?;
                     let slot_size = self.src.read_len()?;
                     let expires_slot_size = self.src.read_len()?;
-                    return Ok(RdbItem::SlotInfo { slot_id, slot_size, expires_slot_size });
+                    return Ok(Next::Item(RdbItem::SlotInfo { slot_id, slot_size, expires_slot_size }));
                 }
                 opcode::AUX => {
                     let key = self.src.read_string()?;
                     let value = self.src.read_string()?;
-                    return Ok(RdbItem::Aux { key, value });
+                    return Ok(Next::Item(RdbItem::Aux { key, value }));
                 }
                 opcode::FUNCTION2 => {
                     let code = self.src.read_string()?;
-                    return Ok(RdbItem::Function { code });
+                    return Ok(Next::Item(RdbItem::Function { code }));
                 }
                 opcode::FUNCTION_PRE_GA => {
                     return Err(RdbError::new(
@@ -264,24 +284,28 @@ impl<R: BufRead> RdbReader<R> {
                     ));
                 }
                 t if t <= rdb_type::HASH_LISTPACK_EX && t != 8 => {
-                    return self.read_key(t, at);
+                    return Ok(Next::Key { rdb_type: t, at });
                 }
                 _ => return Err(RdbError::new(at, RdbErrorKind::UnknownType(t))),
             }
         }
     }
 
-    fn read_key(&mut self, t: u8, at: u64) -> Result<RdbItem, RdbError> {
-        let key = self.src.read_string().map_err(|mut e| {
-            e.rdb_type = Some(t);
-            e
-        })?;
+    /// Reads a key's name and its value of type `t` (decoded by `decode`),
+    /// with the metadata opcodes that preceded it.
+    fn read_key<V>(&mut self, t: u8, at: u64, decode: ObjectReader<R, V>) -> Result<KeyRead<V>, RdbError> {
+        let (key, decoded) = match read_name_and_value(&mut self.src, t, at, decode) {
+            Ok(read) => read,
+            Err(e) => {
+                self.state = State::Failed;
+                return Err(e);
+            }
+        };
         let expire_ms = self.expire_ms.take();
         let lru_idle = self.lru_idle.take();
         let lfu_freq = self.lfu_freq.take();
-        let decoded = read_object(&mut self.src, t, at).map_err(|e| e.with_key(&key, t))?;
         Ok(match decoded {
-            DecodedObject::Value { value, encoding } => RdbItem::Key(RdbKey {
+            Some((value, encoding)) => KeyRead::Key(RdbKey {
                 db: self.db,
                 key,
                 value,
@@ -292,11 +316,48 @@ impl<R: BufRead> RdbReader<R> {
                 rdb_type: t,
                 offset: at,
             }),
-            DecodedObject::Empty => {
-                RdbItem::EmptyKey(EmptyKey { db: self.db, key, rdb_type: t, expire_ms, offset: at })
-            }
+            None => KeyRead::Empty(EmptyKey { db: self.db, key, rdb_type: t, expire_ms, offset: at }),
         })
     }
+}
+
+/// A key's name, then its value of type `t` decoded by `decode`; errors
+/// name the type and, once it is known, the key.
+fn read_name_and_value<R: BufRead, V>(
+    src: &mut Source<R>,
+    t: u8,
+    at: u64,
+    decode: ObjectReader<R, V>,
+) -> Result<(Vec<u8>, Object<V>), RdbError> {
+    let key = src.read_string().map_err(|mut e| {
+        e.rdb_type = Some(t);
+        e
+    })?;
+    let decoded = decode(src, t, at).map_err(|e| e.with_key(&key, t))?;
+    Ok((key, decoded))
+}
+
+/// An object's value and the encoding it had; `None` for an empty
+/// collection.
+type Object<V> = Option<(V, Encoding)>;
+
+/// Reads an object of the given type, whose type byte is at the given offset.
+type ObjectReader<R, V> = fn(&mut Source<R>, u8, u64) -> Result<Object<V>, RdbError>;
+
+/// What the reader met next.
+enum Next {
+    Item(RdbItem),
+    /// A key of this type, whose type byte is at `at`; its name and value follow.
+    Key {
+        rdb_type: u8,
+        at: u64,
+    },
+}
+
+/// A key read, or a key whose collection was empty.
+enum KeyRead<V> {
+    Key(RdbKey<V>),
+    Empty(EmptyKey),
 }
 
 impl<R: BufRead> Iterator for RdbReader<R> {
@@ -407,7 +468,7 @@ fn pairs<'a>(items: &[Packed<'a>], at: u64, what: &str) -> Result<Vec<(Packed<'a
 fn packed_score(p: Packed<'_>) -> Option<f64> {
     match p {
         Packed::Int(v) => Some(v as f64),
-        Packed::Str(s) => parse_score(s),
+        Packed::Str(s) => parse_stored_score(s),
     }
 }
 
@@ -532,24 +593,9 @@ fn read_object<R: BufRead>(src: &mut Source<R>, t: u8, type_at: u64) -> Result<D
             let mut items = Vec::new();
             let mut plain_nodes = 0u64;
             for _ in 0..n {
-                let container = if t == LIST_QUICKLIST_2 {
-                    let c_at = src.pos();
-                    let c = src.read_len()?;
-                    if c != QUICKLIST_NODE_PLAIN && c != QUICKLIST_NODE_PACKED {
-                        return Err(RdbError::corrupt(
-                            c_at,
-                            format!("quicklist integrity check failed: unknown node container {c}"),
-                        ));
-                    }
-                    c
-                } else {
-                    QUICKLIST_NODE_PACKED
-                };
+                let container = if t == LIST_QUICKLIST_2 { read_node_container(src)? } else { QUICKLIST_NODE_PACKED };
                 let at = src.pos();
-                let data = src.read_string()?;
-                if data.is_empty() {
-                    return Err(RdbError::corrupt(at, "quicklist node of zero bytes"));
-                }
+                let data = read_node_data(src)?;
                 if container == QUICKLIST_NODE_PLAIN {
                     plain_nodes += 1;
                     items.push(data);
@@ -643,6 +689,229 @@ fn read_object<R: BufRead>(src: &mut Source<R>, t: u8, type_at: u64) -> Result<D
         }),
         _ => Err(RdbError::new(type_at, RdbErrorKind::UnknownType(t))),
     }
+}
+
+/// The container of a LIST_QUICKLIST_2 node: plain or packed.
+fn read_node_container<R: BufRead>(src: &mut Source<R>) -> Result<u64, RdbError> {
+    let at = src.pos();
+    let c = src.read_len()?;
+    if c != QUICKLIST_NODE_PLAIN && c != QUICKLIST_NODE_PACKED {
+        return Err(RdbError::corrupt(at, format!("quicklist integrity check failed: unknown node container {c}")));
+    }
+    Ok(c)
+}
+
+/// The bytes of a quicklist node (never empty).
+fn read_node_data<R: BufRead>(src: &mut Source<R>) -> Result<Vec<u8>, RdbError> {
+    let at = src.pos();
+    let data = src.read_string()?;
+    if data.is_empty() {
+        return Err(RdbError::corrupt(at, "quicklist node of zero bytes"));
+    }
+    Ok(data)
+}
+
+/// [`read_object`] as [`RdbReader::next_item`] wants it (`None`: empty).
+fn decoded_object<R: BufRead>(src: &mut Source<R>, t: u8, type_at: u64) -> Result<Object<RdbValue>, RdbError> {
+    Ok(match read_object(src, t, type_at)? {
+        DecodedObject::Value { value, encoding } => Some((value, encoding)),
+        DecodedObject::Empty => None,
+    })
+}
+
+/// An object as [`RdbReader::next_load_item`] wants it: the compact
+/// encodings of current files kept as they are, anything else decoded.
+fn load_object<R: BufRead>(src: &mut Source<R>, t: u8, type_at: u64) -> Result<Object<LoadValue>, RdbError> {
+    use rdb_type::*;
+    let compact = match t {
+        LIST_QUICKLIST_2 => compact_quicklist(src)?,
+        SET_INTSET => {
+            let at = src.pos();
+            let blob = src.read_string()?;
+            let members = intset_members(&blob).map_err(|e| blob_err(at, "intset", e))?;
+            let width = members.width();
+            Some((CompactValue::SetIntset(members), Encoding::Intset { width }))
+        }
+        SET_LISTPACK | ZSET_LISTPACK | HASH_LISTPACK => compact_listpack(src, t)?,
+        _ => return Ok(decoded_object(src, t, type_at)?.map(|(value, enc)| (LoadValue::Decoded(value), enc))),
+    };
+    Ok(compact.map(|(value, enc)| (LoadValue::Compact(value), enc)))
+}
+
+fn checked_listpack(blob: Vec<u8>, at: u64, what: &str) -> Result<Listpack, RdbError> {
+    Listpack::from_bytes(blob).map_err(|e| blob_err(at, what, e.0.to_string()))
+}
+
+/// A LIST_QUICKLIST_2 value with its nodes kept (`None`: no elements).
+fn compact_quicklist<R: BufRead>(src: &mut Source<R>) -> Result<Object<CompactValue>, RdbError> {
+    let n = src.read_len()?;
+    let mut nodes = Vec::with_capacity(n.min(1024) as usize);
+    let mut plain_nodes = 0u64;
+    for _ in 0..n {
+        let container = read_node_container(src)?;
+        let at = src.pos();
+        let data = read_node_data(src)?;
+        if container == QUICKLIST_NODE_PLAIN {
+            plain_nodes += 1;
+            nodes.push(CompactListNode::Plain(data));
+            continue;
+        }
+        let lp = checked_listpack(data, at, "quicklist listpack")?;
+        // Empty nodes are skipped (Valkey does the same).
+        if !lp.is_empty() {
+            nodes.push(CompactListNode::Packed(lp));
+        }
+    }
+    if nodes.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some((CompactValue::List(nodes), Encoding::Quicklist { nodes: n, plain_nodes })))
+}
+
+/// A SET_LISTPACK, ZSET_LISTPACK or HASH_LISTPACK value, checked and kept
+/// (`None`: empty).
+fn compact_listpack<R: BufRead>(src: &mut Source<R>, t: u8) -> Result<Object<CompactValue>, RdbError> {
+    let at = src.pos();
+    let blob = src.read_string()?;
+    let what = match t {
+        rdb_type::SET_LISTPACK => "set listpack",
+        rdb_type::ZSET_LISTPACK => "zset listpack",
+        _ => "hash listpack",
+    };
+    let lp = checked_listpack(blob, at, what)?;
+    if lp.is_empty() {
+        return Ok(None);
+    }
+    if t == rdb_type::SET_LISTPACK {
+        let lp = distinct_members(lp, 1, at, what, "duplicate members")?;
+        return Ok(Some((CompactValue::SetListpack(lp), Encoding::Listpack)));
+    }
+    if !lp.len().is_multiple_of(2) {
+        return Err(blob_err(at, what, format!("odd number of elements ({})", lp.len())));
+    }
+    if t == rdb_type::ZSET_LISTPACK {
+        for (_, score) in lp.iter().skip(1).step_by(2) {
+            let value = match score {
+                Item::Int(v) => v as f64,
+                Item::Str(s) => parse_stored_score(s).ok_or_else(|| {
+                    blob_err(at, what, format!("score '{}' is not a number", String::from_utf8_lossy(s)))
+                })?,
+            };
+            if value.is_nan() {
+                return Err(blob_err(at, what, "NaN score".into()));
+            }
+        }
+        let lp = distinct_members(lp, 2, at, what, "duplicate members")?;
+        return Ok(Some((CompactValue::ZSetListpack(lp), Encoding::Listpack)));
+    }
+    let lp = distinct_members(lp, 2, at, what, "duplicate fields")?;
+    Ok(Some((CompactValue::HashListpack(lp), Encoding::Listpack)))
+}
+
+/// A listpack whose members are every `step`th entry from the first (the
+/// members of a set: 1; the fields of a hash or members of a sorted set:
+/// 2): refused with the reason `duplicate` when two are the same;
+/// re-encoded when a member that is a decimal integer is stored as a
+/// string, since the server's lookups look for such members as integer
+/// entries (Valkey's writer always stores them so; only a hand-made file
+/// does not).
+fn distinct_members(lp: Listpack, step: usize, at: u64, what: &str, duplicate: &str) -> Result<Listpack, RdbError> {
+    match Members::of(lp.iter().step_by(step).map(|(_, entry)| entry)) {
+        Members::Duplicate => Err(blob_err(at, what, duplicate.into())),
+        Members::Distinct { integers_as_strings: false } => Ok(lp),
+        Members::Distinct { integers_as_strings: true } => {
+            let entries: Vec<Vec<u8>> = lp.iter().map(|(_, entry)| entry.to_vec()).collect();
+            Ok(Listpack::from_items(entries.iter().map(Vec::as_slice)))
+        }
+    }
+}
+
+/// What the members of a collection are like.
+enum Members {
+    /// Two are the same member.
+    Duplicate,
+    Distinct {
+        /// Some member is a decimal integer stored as a string entry.
+        integers_as_strings: bool,
+    },
+}
+
+impl Members {
+    fn of<'a>(mut entries: impl Iterator<Item = Item<'a>>) -> Members {
+        let mut few = [(0u64, Item::Int(0)); PAIRWISE_MAX];
+        let mut n = 0;
+        let mut integers_as_strings = false;
+        let mut print = |entry: Item<'_>| {
+            let (print, integer_string) = fingerprint(entry);
+            integers_as_strings |= integer_string;
+            print
+        };
+        while let Some(entry) = entries.next() {
+            if n == PAIRWISE_MAX {
+                let mut all = few.to_vec();
+                all.push((print(entry), entry));
+                all.extend(entries.map(|e| (print(e), e)));
+                // Equal members have equal fingerprints: sorted, they are
+                // in the same run.
+                all.sort_unstable_by_key(|&(print, _)| print);
+                if all.chunk_by(|a, b| a.0 == b.0).any(|run| has_duplicate_among(run)) {
+                    return Members::Duplicate;
+                }
+                return Members::Distinct { integers_as_strings };
+            }
+            few[n] = (print(entry), entry);
+            n += 1;
+        }
+        if has_duplicate_among(&few[..n]) {
+            return Members::Duplicate;
+        }
+        Members::Distinct { integers_as_strings }
+    }
+}
+
+/// Whether two listpack entries are the same member: an integer entry is
+/// the same as a string entry holding its decimal form.
+fn same_entry(a: Item<'_>, b: Item<'_>) -> bool {
+    match (a, b) {
+        (Item::Int(x), Item::Int(y)) => x == y,
+        (Item::Str(x), Item::Str(y)) => x == y,
+        (Item::Int(v), Item::Str(s)) | (Item::Str(s), Item::Int(v)) => parse_i64(s) == Some(v),
+    }
+}
+
+/// A summary of a member that equal members share (an integer entry and
+/// the string of its decimal form included), so that most pairs of
+/// members are told apart by one comparison of two numbers; and whether
+/// the entry is a string holding a decimal integer.
+fn fingerprint(entry: Item<'_>) -> (u64, bool) {
+    const MIX: u64 = 0x9e37_79b9_7f4a_7c15;
+    let int_print = |v: i64| (v as u64).wrapping_mul(MIX);
+    match entry {
+        Item::Int(v) => (int_print(v), false),
+        Item::Str(s) => {
+            let may_be_int = s.first().is_some_and(|&b| b.is_ascii_digit() || b == b'-');
+            if let Some(v) = may_be_int.then(|| parse_i64(s)).flatten() {
+                return (int_print(v), true);
+            }
+            // The length and the first and last eight bytes.
+            let word = |bytes: &[u8]| bytes.iter().fold(0u64, |w, &b| (w << 8) | b as u64);
+            let n = s.len();
+            let (head, tail) = (word(&s[..n.min(8)]), word(&s[n.saturating_sub(8)..]));
+            ((head ^ tail.rotate_left(29) ^ (n as u64).wrapping_mul(MIX)).wrapping_mul(MIX), false)
+        }
+    }
+}
+
+/// Up to this many members are compared pairwise (without allocating):
+/// faster than sorting for the small collections that listpacks hold.
+const PAIRWISE_MAX: usize = 16;
+
+/// Pairwise comparison of fingerprinted entries.
+fn has_duplicate_among(entries: &[(u64, Item<'_>)]) -> bool {
+    entries
+        .iter()
+        .enumerate()
+        .any(|(i, &(print, a))| entries[i + 1..].iter().any(|&(other, b)| other == print && same_entry(a, b)))
 }
 
 /// A score of type ZSET (3): a length byte, then that many ASCII bytes;
