@@ -157,7 +157,8 @@ fn lookup_entry<'s>(
     // borrows `srv` for as long as the entry reference did.
     let entry = unsafe { &mut *entry? };
     if touch {
-        entry.last_access = (now_ms / 1000) as u32;
+        // The LRU stamp, and under an LFU policy the access counter.
+        crate::evict::touch(entry, now_ms, &srv.config, &mut srv.rng);
     }
     Some(entry)
 }

@@ -94,6 +94,11 @@ pub fn accept_with_input(stream: TcpStream, peer: SocketAddr, state: &Rc<RefCell
         st.blocking.remove_client(info.id);
         st.watches.unwatch_all(&info);
         crate::pubsub::forget_client(&mut st, &info);
+        crate::tracking::disable(&mut st, &info);
+        crate::pause::forget_client(&mut st, info.id);
+        if info.output_limit_reached.get() {
+            st.stats.client_output_buffer_limit_disconnections += 1;
+        }
     });
 }
 
@@ -365,7 +370,16 @@ async fn write_pending_output(stream: &mut TcpStream, state: &Rc<RefCell<ServerS
     if pending.is_empty() {
         return true;
     }
-    if stream.write_all(&pending).await.is_err() {
+    // Bytes being written still count against the output buffer limit;
+    // a client closed for it (or killed) stops waiting for a peer that
+    // does not read.
+    info.output_in_flight.set(pending.len());
+    let written = tokio::select! {
+        r = stream.write_all(&pending) => r.is_ok(),
+        _ = info.kill.notified() => false,
+    };
+    info.output_in_flight.set(0);
+    if !written {
         return false;
     }
     let mut st = state.borrow_mut();
@@ -413,6 +427,11 @@ pub fn process_input(
                     args.extend(request.args.iter().map(|r| &input[frame_start + r.start..frame_start + r.end]));
                     execute(st, client, out, &args);
                 }
+                // A command held by CLIENT PAUSE stays unread, to run again.
+                if client.info.postponed.get() {
+                    pos = frame_start;
+                    break;
+                }
             }
             Err(e) => {
                 log_verbose!("Protocol error ({e}) from client id={}", client.info.id);
@@ -422,6 +441,8 @@ pub fn process_input(
             }
         }
     }
+    // BCAST invalidations of what the batch changed, in one message per prefix.
+    crate::tracking::broadcast_pending(st);
     pos
 }
 
@@ -432,6 +453,12 @@ pub fn execute(st: &mut ServerState, client: &mut Client, out: &mut Reply, args:
     let now_ms = unix_ms();
     let info = client.info.clone();
     info.last_interaction_ms.set(now_ms);
+    let previous_client = st.tracking.enter(info.id);
+    if st.tracking.client_count() > 0 {
+        // Entries dropped to respect tracking-table-max-keys are announced
+        // before the command runs, as in Valkey.
+        crate::tracking::enforce_table_limit(st);
+    }
     // Messages that reached this client before its command go out first.
     take_pending_output(&info, out);
     let mode = info.reply_mode.get();
@@ -442,6 +469,12 @@ pub fn execute(st: &mut ServerState, client: &mut Client, out: &mut Reply, args:
     let counted = match run_checked(st, client, out, args, now_ms) {
         Ok(Outcome::Ran) => true,
         Ok(Outcome::Queued) => false,
+        Ok(Outcome::Postponed) => {
+            // Nothing ran: the command comes back as if never seen.
+            info.reply_mode.set(mode);
+            st.tracking.leave(previous_client);
+            return;
+        }
         Err(Rejection::BeforeRun { error, exec }) => {
             let error = crate::commands::transactions::reject_queued(st, client, error, exec);
             reply_error(st, out, &error);
@@ -476,6 +509,8 @@ pub fn execute(st: &mut ServerState, client: &mut Client, out: &mut Reply, args:
         }
         _ => {}
     }
+    crate::tracking::command_done(client, args[0]);
+    st.tracking.leave(previous_client);
     // Messages this command sent to its own client (a PUBLISH to a channel
     // it is subscribed to, a keyspace event in RESP3) follow its reply, as
     // in Valkey, where they wait until the execution unit ends.
@@ -501,6 +536,8 @@ enum Outcome {
     Ran,
     /// Queued inside MULTI, to run at EXEC.
     Queued,
+    /// Held by CLIENT PAUSE, to run when the pause ends.
+    Postponed,
 }
 
 /// Why a command produced an error: refused before its handler ran
@@ -551,6 +588,14 @@ fn run_checked(
         Some(multi) if is_exec => spec.flags | multi.flags,
         _ => spec.flags,
     };
+    // Where Valkey frees memory for the command, or refuses it with OOM.
+    let refused = crate::evict::before_command(st, effective_flags);
+    // What evicting sent this client (invalidations of the keys evicted,
+    // `evicted` events) precedes its reply, as in Valkey.
+    take_pending_output(&client.info, out);
+    if let Some(refused) = refused {
+        return Err(reject(refused.into()));
+    }
     if let Some(refused) = crate::persistence::refusal(st, &spec.name, effective_flags) {
         return Err(reject(refused.into()));
     }
@@ -568,6 +613,11 @@ fn run_checked(
     }
     if spec.handler.is_none() {
         return Err(reject(command::arity_error(&spec.name)));
+    }
+    // A parked client whose command is served again is never held.
+    if !client.info.blocked.get() && st.pause.holds(client, spec) {
+        crate::pause::postpone(st, client);
+        return Ok(Outcome::Postponed);
     }
     if client.multi.is_some() && !crate::commands::transactions::runs_inside_multi(spec) {
         crate::commands::transactions::queue(client, spec, args);
@@ -647,6 +697,12 @@ pub fn call(
                 }
             }
         }
+    }
+    // Client-side caching: what a tracking client read is remembered, what
+    // a write changed is invalidated.
+    if ctx.srv.tracking.is_active() {
+        let changed = !blocked && ctx.srv.dirty != dirty_before;
+        crate::tracking::after_call(ctx.srv, ctx.client, spec, args, changed);
     }
     let failed = result.is_err() || ctx.out.errors > errors_before;
     stats::record_call(ctx.srv, spec.name.as_str(), spec.has(command::flags::FAST), micros, failed);

@@ -22,11 +22,23 @@ pub struct Entry {
     pub expire_at: i64,
     /// Last access, in seconds of the server's LRU clock (OBJECT IDLETIME).
     pub last_access: u32,
+    /// Under an LFU policy, the logarithmic access counter (OBJECT FREQ)
+    /// and the minute (16 bits, wrapping) it was last updated, from which
+    /// its decay is computed (see `evict.rs`). They fill what would be
+    /// padding: an entry stays 32 bytes.
+    pub lfu_counter: u8,
+    pub lfu_minutes: u16,
 }
 
 impl Entry {
     pub fn new(value: Value, now_s: u32) -> Entry {
-        Entry { value, expire_at: NO_EXPIRE, last_access: now_s }
+        Entry {
+            value,
+            expire_at: NO_EXPIRE,
+            last_access: now_s,
+            lfu_counter: crate::evict::LFU_INIT_VAL,
+            lfu_minutes: crate::evict::lfu_minutes(now_s),
+        }
     }
     /// Valkey judges a key expired only once the clock has passed its
     /// expiry time, not when it equals it.
@@ -88,9 +100,11 @@ impl Db {
         self.get(key, now_ms).is_some()
     }
 
-    /// Inserts or replaces a key's value, dropping any expiry it had.
+    /// Inserts or replaces a key's value, dropping any expiry it had. A
+    /// replaced key keeps its LFU counter, as the server keeps an
+    /// overwritten object's access hints.
     pub fn set(&mut self, key: &[u8], value: Value, now_s: u32) {
-        self.insert_entry(key, Entry::new(value, now_s));
+        self.set_with_expiry(key, value, NO_EXPIRE, now_s);
     }
 
     /// Replaces a key's value keeping its expiry (SET KEEPTTL, INCR, ...).
@@ -99,8 +113,9 @@ impl Db {
         match self.map.position(key) {
             Some(idx) => {
                 let e = self.map.entry_at_mut(idx);
-                e.value = value;
+                let old = std::mem::replace(&mut e.value, value);
                 e.last_access = now_s;
+                crate::lazyfree::free_overwritten(old);
             }
             None => self.set(key, value, now_s),
         }
@@ -111,7 +126,8 @@ impl Db {
         let has_ttl = entry.expire_at != NO_EXPIRE;
         let idx = match self.map.position(key) {
             Some(idx) => {
-                *self.map.entry_at_mut(idx) = entry;
+                let old = std::mem::replace(self.map.entry_at_mut(idx), entry);
+                crate::lazyfree::free_overwritten(old.value);
                 idx
             }
             None => self.map.push(key, entry),
@@ -141,7 +157,8 @@ impl Db {
     }
 
     fn expire_at_index(&mut self, idx: usize) {
-        let (key, _) = self.remove_index(idx);
+        let (key, entry) = self.remove_index(idx);
+        crate::lazyfree::free_expired(entry.value);
         self.expired_log.push(key);
     }
 
@@ -267,11 +284,94 @@ impl Db {
         }
         Ok(())
     }
+
+    /// Inserts or replaces a key's value with the given expiry
+    /// ([`NO_EXPIRE`] for none). A replaced key keeps its LFU counter.
+    pub fn set_with_expiry(&mut self, key: &[u8], value: Value, expire_at: i64, now_s: u32) {
+        let Some(idx) = self.map.position(key) else {
+            let mut entry = Entry::new(value, now_s);
+            entry.expire_at = expire_at;
+            let idx = self.map.push(key, entry);
+            if expire_at != NO_EXPIRE {
+                self.volatile.insert(idx as u32);
+            }
+            return;
+        };
+        let e = self.map.entry_at_mut(idx);
+        let old = std::mem::replace(&mut e.value, value);
+        e.expire_at = expire_at;
+        e.last_access = now_s;
+        crate::lazyfree::free_overwritten(old);
+        if expire_at != NO_EXPIRE {
+            self.volatile.insert(idx as u32);
+        } else if !self.volatile.is_empty() {
+            self.volatile.swap_remove(&(idx as u32));
+        }
+    }
+
+    /// Calls `visit` with up to `n` keys picked at random (repeats
+    /// possible) among all keys, or among those with a TTL (eviction
+    /// sampling).
+    pub fn sample(&self, volatile_only: bool, n: usize, rng: &mut impl Rng, mut visit: impl FnMut(&[u8], &Entry)) {
+        for _ in 0..n {
+            let Some(idx) = self.random_index(volatile_only, rng) else { return };
+            visit(self.map.key_at(idx), self.map.entry_at(idx));
+        }
+    }
+
+    /// A random key among all keys or those with a TTL, expired or not.
+    pub fn random_key_of(&self, volatile_only: bool, rng: &mut impl Rng) -> Option<&[u8]> {
+        self.random_index(volatile_only, rng).map(|idx| self.map.key_at(idx))
+    }
+
+    fn random_index(&self, volatile_only: bool, rng: &mut impl Rng) -> Option<usize> {
+        if volatile_only {
+            if self.volatile.is_empty() {
+                return None;
+            }
+            let pick = rng.gen_range(0..self.volatile.len());
+            self.volatile.get_index(pick).map(|&idx| idx as usize)
+        } else if self.map.is_empty() {
+            None
+        } else {
+            Some(rng.gen_range(0..self.map.len()))
+        }
+    }
+
+    /// Gives every key whose access time is 0 (the start of the LRU clock)
+    /// the time `now_s`: the keys an AOF replay created or touched, which
+    /// runs with the clock at 0 so that nothing expires during the load.
+    pub fn stamp_unset_access_times(&mut self, now_s: u32) {
+        for entry in self.map.values_mut() {
+            if entry.last_access == 0 {
+                entry.last_access = now_s;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_entry_stays_32_bytes() {
+        assert_eq!(std::mem::size_of::<Entry>(), 32);
+    }
+
+    #[test]
+    fn overwriting_keeps_the_lfu_counter() {
+        let mut db = Db::default();
+        db.set(b"k", Value::Int(1), 0);
+        db.get_mut(b"k", 0).unwrap().lfu_counter = 40;
+        db.set(b"k", Value::Int(2), 0);
+        assert_eq!(db.peek(b"k").unwrap().lfu_counter, 40);
+        db.set_with_expiry(b"k", Value::Int(3), 5_000, 0);
+        assert_eq!(db.peek(b"k").unwrap().lfu_counter, 40);
+        assert_eq!(db.volatile_len(), 1);
+        db.set(b"k", Value::Int(4), 0);
+        assert_eq!(db.volatile_len(), 0);
+    }
 
     #[test]
     fn volatile_positions_follow_swap_removal() {

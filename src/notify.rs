@@ -26,6 +26,8 @@ pub const HASH: u32 = 1 << 6;
 pub const ZSET: u32 = 1 << 7;
 /// `x`: a key removed because its time to live passed.
 pub const EXPIRED: u32 = 1 << 8;
+/// `e`: a key removed to free memory under `maxmemory`.
+pub const EVICTED: u32 = 1 << 9;
 /// `t`: stream commands.
 pub const STREAM: u32 = 1 << 10;
 /// `m`: a read of a key that does not exist.

@@ -92,6 +92,12 @@ pub struct ServerState {
     pub effects: crate::effects::Effects,
     /// The append-only file, while `appendonly` is on.
     pub aof: Option<crate::aof::Aof>,
+    /// maxmemory: the eviction pool and state (see evict.rs).
+    pub evict: crate::evict::Eviction,
+    /// Client-side caching (see tracking.rs).
+    pub tracking: crate::tracking::Tracking,
+    /// CLIENT PAUSE (see pause.rs).
+    pub pause: crate::pause::Pause,
 }
 
 impl ServerState {
@@ -125,6 +131,9 @@ impl ServerState {
             adopt_notify: Rc::new(Notify::new()),
             effects: Default::default(),
             aof: None,
+            evict: Default::default(),
+            tracking: Default::default(),
+            pause: Default::default(),
         }
     }
 
@@ -141,6 +150,7 @@ impl ServerState {
             for key in &expired {
                 crate::notify::keyspace_event(self, crate::notify::EXPIRED, "expired", key, idx);
                 crate::watch::touch(self, idx, key);
+                crate::tracking::invalidate_key(self, idx, key);
                 self.effects.record(idx, &[b"DEL", key]);
             }
             // Keep the log's allocation for the next expiries.
@@ -217,6 +227,7 @@ async fn serve(config: Config) -> i32 {
         return 1;
     }
     tokio::task::spawn_local(cron(state.clone(), hz));
+    tokio::task::spawn_local(crate::evict::background(state.clone()));
     log_notice!("Ready to accept connections tcp");
 
     let shutdown_notify = state.borrow().shutdown_notify.clone();
@@ -390,13 +401,18 @@ async fn cron(state: Rc<RefCell<ServerState>>, mut hz: u32) {
             interval = tokio::time::interval(Duration::from_millis(1000 / hz as u64));
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
-        if st.active_expire_enabled {
+        crate::pause::cron(&mut st);
+        // Keys do not expire while clients are paused, as in Valkey.
+        if st.active_expire_enabled && !st.pause.is_active() {
             active_expire_cycle(&mut st, hz);
         }
+        crate::tracking::cron(&mut st);
+        crate::output_limits::cron(&st);
         close_idle_clients(&mut st);
         crate::commands::server::sample_rates(&st);
         crate::persistence::cron(&mut st);
         crate::aof::cron(&mut st);
+        crate::evict::cron(&mut st);
     }
 }
 

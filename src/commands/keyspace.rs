@@ -350,6 +350,8 @@ fn flushdb(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let idx = ctx.client.db;
     let removed = ctx.srv.dbs[idx].len();
     crate::watch::touch_all_in_db(ctx.srv, idx, None, ctx.now_ms);
+    // Cached keys are not per database: every tracking client drops all.
+    crate::tracking::invalidate_all(ctx.srv);
     let old = ctx.srv.dbs[idx].clear();
     crate::lazyfree::free_databases(vec![old], asynchronous);
     // Readers waiting on a deleted stream must hear of it.
@@ -366,6 +368,7 @@ fn flushall(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     for idx in 0..ctx.srv.dbs.len() {
         crate::watch::touch_all_in_db(ctx.srv, idx, None, ctx.now_ms);
     }
+    crate::tracking::invalidate_all(ctx.srv);
     for db in ctx.srv.dbs.iter_mut() {
         removed += db.len();
         if !db.is_empty() {

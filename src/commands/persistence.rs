@@ -1,4 +1,5 @@
-//! Persistence commands: SAVE, BGSAVE, LASTSAVE, DUMP and RESTORE.
+//! Persistence commands: SAVE, BGSAVE, BGREWRITEAOF, LASTSAVE, DUMP and
+//! RESTORE.
 //!
 //! DUMP payloads are Valkey 8's byte for byte (the value's RDB encoding,
 //! RDB version 11 and a CRC-64), so keys move between ferrokey and Valkey
@@ -13,8 +14,14 @@ use crate::db::Entry;
 use crate::notify::{self, notify};
 use crate::persistence::{self, rdb, BgsaveError};
 
-pub const COMMANDS: &[(&str, Handler)] =
-    &[("save", save), ("bgsave", bgsave), ("lastsave", lastsave), ("dump", dump), ("restore", restore)];
+pub const COMMANDS: &[(&str, Handler)] = &[
+    ("save", save),
+    ("bgsave", bgsave),
+    ("bgrewriteaof", bgrewriteaof),
+    ("lastsave", lastsave),
+    ("dump", dump),
+    ("restore", restore),
+];
 
 const BGSAVE_IN_PROGRESS: &str = "ERR Background save already in progress";
 /// Valkey's generic error reply, "-ERR", which SAVE and BGSAVE answer when
@@ -32,11 +39,11 @@ fn save(ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
     Ok(())
 }
 
-/// BGSAVE [SCHEDULE]: starts a save in a forked child. SCHEDULE only
-/// matters when another kind of child is running, which never happens
-/// here, so it starts the save at once too.
+/// BGSAVE [SCHEDULE]: starts a save in a forked child. While an AOF
+/// rewrite child runs, SCHEDULE makes it start once that one ends.
 fn bgsave(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
-    if args.len() > 1 && !(args.len() == 2 && c_str(args[1]).eq_ignore_ascii_case(b"schedule")) {
+    let schedule = args.len() == 2 && c_str(args[1]).eq_ignore_ascii_case(b"schedule");
+    if args.len() > 1 && !schedule {
         return Err(errors::SYNTAX.into());
     }
     match persistence::start_bgsave(ctx.srv) {
@@ -45,8 +52,24 @@ fn bgsave(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
             Ok(())
         }
         Err(BgsaveError::AlreadyRunning) => Err(BGSAVE_IN_PROGRESS.into()),
+        Err(BgsaveError::AnotherChild) if schedule => {
+            ctx.srv.persistence.bgsave_scheduled = true;
+            ctx.out.simple("Background saving scheduled");
+            Ok(())
+        }
+        Err(BgsaveError::AnotherChild) => Err("ERR Another child process is active (AOF?): can't BGSAVE right now. \
+             Use BGSAVE SCHEDULE in order to schedule a BGSAVE whenever possible."
+            .into()),
         Err(BgsaveError::ForkFailed) => Err(SAVE_FAILED.into()),
     }
+}
+
+/// BGREWRITEAOF: rewrites the AOF's base in a forked child (scheduled
+/// while a BGSAVE runs).
+fn bgrewriteaof(ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
+    let status = crate::aof::bgrewriteaof(ctx.srv)?;
+    ctx.out.simple(status);
+    Ok(())
 }
 
 /// LASTSAVE: when the dataset was last saved, in Unix seconds.
@@ -142,6 +165,9 @@ fn restore(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
         // Already expired: the key is gone (replaced by nothing).
         if deleted {
             ctx.dirty(1);
+            let deletion: &[u8] =
+                if persistence::config_flag(ctx.srv, "lazyfree-lazy-server-del") { b"UNLINK" } else { b"DEL" };
+            ctx.srv.effects.journal_instead(&[deletion, key]);
             notify(ctx, notify::GENERIC, "del", key);
         }
         ctx.out.ok();
@@ -152,12 +178,19 @@ fn restore(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     if ttl != 0 {
         entry.expire_at = ttl;
     }
-    // There is no LFU counter to set: FREQ is accepted and checked only.
-    if let Some(seconds) = idle {
-        entry.last_access = now_s.saturating_sub(u32::try_from(seconds).unwrap_or(u32::MAX));
-    }
+    // The access hint the eviction policy keeps: FREQ under LFU, IDLETIME otherwise.
+    let (freq, idle) = (freq.map(|f| f as u8), idle.map(|s| s as u64));
+    crate::evict::set_hints(&mut entry, &ctx.srv.config, freq, idle, now_s);
     ctx.db().insert_entry(key, entry);
     ctx.dirty(1);
+    // A relative TTL is journalled as the absolute time it came to.
+    if ttl != 0 && !absttl && ctx.srv.effects.enabled {
+        let at = ttl.to_string();
+        let mut journalled: Vec<&[u8]> = args.to_vec();
+        journalled[2] = at.as_bytes();
+        journalled.push(b"ABSTTL");
+        ctx.srv.effects.journal_instead(&journalled);
+    }
     notify::new_key(ctx, key);
     notify(ctx, notify::GENERIC, "restore", key);
     ctx.out.ok();

@@ -9,7 +9,7 @@ use ferrokey_formats::resp::parse_i64;
 
 use super::args::c_str;
 use crate::command::{arity_error, errors, CmdError, CmdResult, Ctx, Handler, Lookup};
-use crate::db::{Entry, NO_EXPIRE};
+use crate::db::NO_EXPIRE;
 use crate::longdouble;
 use crate::notify::{self, notify};
 use crate::reply::Reply;
@@ -256,6 +256,8 @@ fn set_generic(ctx: &mut Ctx, req: SetRequest) -> CmdResult {
         if found {
             ctx.db().remove(req.key);
             ctx.dirty(1);
+            let deletion = crate::effects::expired_overwrite_deletion(ctx.srv);
+            ctx.srv.effects.journal_instead(&[deletion.as_bytes(), req.key]);
             notify(ctx, notify::GENERIC, "del", req.key);
         }
         if !o.get {
@@ -267,7 +269,7 @@ fn set_generic(ctx: &mut Ctx, req: SetRequest) -> CmdResult {
     let lru = ctx.lru_now();
     let db = ctx.db();
     match expire_at {
-        Some(expire_at) => db.insert_entry(req.key, Entry { value, expire_at, last_access: lru }),
+        Some(expire_at) => db.set_with_expiry(req.key, value, expire_at, lru),
         None if o.keep_ttl => db.set_keep_ttl(req.key, value, lru),
         None => db.set(req.key, value, lru),
     }
@@ -276,7 +278,13 @@ fn set_generic(ctx: &mut Ctx, req: SetRequest) -> CmdResult {
         notify::new_key(ctx, req.key);
     }
     notify(ctx, notify::STRING, "set", req.key);
-    if expire_at.is_some() {
+    if let (Some(at), Some((kind, _))) = (expire_at, o.expire) {
+        // Journalled with the absolute time, so a replay expires it when
+        // this one does.
+        if kind != ExpireKind::PxAt && ctx.srv.effects.enabled {
+            let at = at.to_string();
+            ctx.srv.effects.journal_instead(&[&b"SET"[..], req.key, req.value, b"PXAT", at.as_bytes()]);
+        }
         notify(ctx, notify::GENERIC, "expire", req.key);
     }
     if !o.get {
@@ -291,7 +299,20 @@ fn set_generic(ctx: &mut Ctx, req: SetRequest) -> CmdResult {
 /// SET key value [NX|XX] [GET] [EX s|PX ms|EXAT ts|PXAT ms-ts|KEEPTTL]
 fn set(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let options = parse_extended(args, OptionsOf::Set)?;
-    set_generic(ctx, SetRequest { key: args[1], value: args[2], options, command: "set", answer: SetAnswer::OkOrNil })
+    let journal_without_get = options.get && options.expire.is_none() && ctx.srv.effects.enabled;
+    let dirty_before = ctx.srv.dirty;
+    set_generic(ctx, SetRequest { key: args[1], value: args[2], options, command: "set", answer: SetAnswer::OkOrNil })?;
+    // GET changes nothing: Valkey journals the SET without it.
+    if journal_without_get && ctx.srv.dirty != dirty_before {
+        let kept: Vec<&[u8]> = args
+            .iter()
+            .enumerate()
+            .filter(|&(j, a)| j < 3 || !a.eq_ignore_ascii_case(b"get"))
+            .map(|(_, a)| *a)
+            .collect();
+        ctx.srv.effects.journal_instead(&kept);
+    }
+    Ok(())
 }
 
 fn setnx(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
@@ -337,20 +358,26 @@ fn getex(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     };
     reply_string(out, &entry.value)?;
     let had_ttl = entry.expire_at != NO_EXPIRE;
+    // Never journalled as it was sent: as the deletion, PEXPIREAT or
+    // PERSIST it amounts to.
     match expire_at {
         Some((kind, at)) if !kind.is_relative() && at <= now_ms => {
             ctx.db().remove(key);
             ctx.dirty(1);
+            let deletion = crate::effects::expired_overwrite_deletion(ctx.srv);
+            ctx.srv.effects.journal_instead(&[deletion.as_bytes(), key]);
             notify(ctx, notify::GENERIC, "del", key);
         }
         Some((_, at)) => {
             ctx.db().set_expire(key, at);
             ctx.dirty(1);
+            ctx.srv.effects.journal_instead(&[&b"PEXPIREAT"[..], key, at.to_string().as_bytes()]);
             notify(ctx, notify::GENERIC, "expire", key);
         }
         None if o.persist && had_ttl => {
             ctx.db().set_expire(key, NO_EXPIRE);
             ctx.dirty(1);
+            ctx.srv.effects.journal_instead(&[&b"PERSIST"[..], key]);
             notify(ctx, notify::GENERIC, "persist", key);
         }
         None => {}
@@ -362,6 +389,7 @@ fn getdel(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     if reply_current(ctx, args[1])? {
         ctx.db().remove(args[1]);
         ctx.dirty(1);
+        ctx.srv.effects.journal_instead(&[&b"DEL"[..], args[1]]);
         notify(ctx, notify::GENERIC, "del", args[1]);
     }
     Ok(())
@@ -373,6 +401,7 @@ fn getset(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let lru = ctx.lru_now();
     ctx.db().set(args[1], Value::string(args[2]), lru);
     ctx.dirty(1);
+    ctx.srv.effects.journal_instead(&[&b"SET"[..], args[1], args[2]]);
     if !existed {
         notify::new_key(ctx, args[1]);
     }
@@ -615,6 +644,9 @@ fn incrbyfloat(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let lru = ctx.lru_now();
     ctx.db().set_keep_ttl(key, Value::short_or_raw(&sum), lru);
     ctx.dirty(1);
+    // The value computed here, not the increment: a replay must not depend
+    // on float rounding.
+    ctx.srv.effects.journal_instead(&[&b"SET"[..], key, &sum, b"KEEPTTL"]);
     if !existed {
         notify::new_key(ctx, key);
     }

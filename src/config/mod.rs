@@ -42,6 +42,46 @@ pub enum AppendFsync {
     No,
 }
 
+/// What the server does when a command needs memory beyond `maxmemory`
+/// (maxmemory-policy): refuse, or evict keys chosen among all keys or
+/// among those with a TTL, by approximated LRU, LFU, at random, or (TTL)
+/// soonest expiry first.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum MaxmemoryPolicy {
+    NoEviction,
+    AllKeysLru,
+    AllKeysLfu,
+    AllKeysRandom,
+    VolatileLru,
+    VolatileLfu,
+    VolatileRandom,
+    VolatileTtl,
+}
+
+impl MaxmemoryPolicy {
+    /// Keys carry an access-frequency counter (OBJECT FREQ) only under these.
+    pub fn uses_lfu(self) -> bool {
+        matches!(self, MaxmemoryPolicy::AllKeysLfu | MaxmemoryPolicy::VolatileLfu)
+    }
+    pub fn uses_lru(self) -> bool {
+        matches!(self, MaxmemoryPolicy::AllKeysLru | MaxmemoryPolicy::VolatileLru)
+    }
+    /// Whether every key may be evicted, not only keys with a TTL.
+    pub fn all_keys(self) -> bool {
+        matches!(self, MaxmemoryPolicy::AllKeysLru | MaxmemoryPolicy::AllKeysLfu | MaxmemoryPolicy::AllKeysRandom)
+    }
+}
+
+/// One client class's `client-output-buffer-limit`: a client whose pending
+/// output reaches `hard_bytes`, or stays at `soft_bytes` or more for longer
+/// than `soft_seconds`, is disconnected (0 bytes: no such limit).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct OutputBufferLimit {
+    pub hard_bytes: u64,
+    pub soft_bytes: u64,
+    pub soft_seconds: i64,
+}
+
 /// Who is asking for a CONFIG SET, which decides what it may change.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct SetContext {
@@ -54,9 +94,7 @@ pub struct SetContext {
 
 /// The directives the server acts on (most have typed fields below). Any
 /// other directive given a non-default value is logged at start as
-/// accepted but ignored, so an operator knows it has no effect yet: the
-/// AOF directives and `maxmemory` are parsed and validated but are not in
-/// this list until journalling and eviction exist.
+/// accepted but ignored, so an operator knows it has no effect yet.
 const IMPLEMENTED: &[&str] = &[
     "port",
     "bind",
@@ -97,6 +135,31 @@ const IMPLEMENTED: &[&str] = &[
     "enable-debug-command",
     "notify-keyspace-events",
     "busy-reply-threshold",
+    "maxmemory",
+    "maxmemory-policy",
+    "maxmemory-samples",
+    "maxmemory-eviction-tenacity",
+    "lfu-log-factor",
+    "lfu-decay-time",
+    "lazyfree-lazy-eviction",
+    "lazyfree-lazy-expire",
+    "lazyfree-lazy-server-del",
+    "lazyfree-lazy-user-del",
+    "lazyfree-lazy-user-flush",
+    "jemalloc-bg-thread",
+    "appendonly",
+    "appendfsync",
+    "appendfilename",
+    "appenddirname",
+    "no-appendfsync-on-rewrite",
+    "auto-aof-rewrite-percentage",
+    "auto-aof-rewrite-min-size",
+    "aof-use-rdb-preamble",
+    "aof-timestamp-enabled",
+    "aof-load-truncated",
+    "aof-rewrite-incremental-fsync",
+    "client-output-buffer-limit",
+    "tracking-table-max-keys",
 ];
 
 /// Valkey accepts any `hz` but runs within these bounds.
@@ -160,10 +223,36 @@ pub struct Config {
     pub appendfsync: AppendFsync,
     pub appenddirname: String,
     pub appendfilename: String,
+    pub no_appendfsync_on_rewrite: bool,
+    /// Growth in percent of the AOF over its size after the last rewrite
+    /// that starts an automatic rewrite (0 = never).
+    pub auto_aof_rewrite_percentage: u64,
+    /// Bytes the AOF must reach before growth starts a rewrite.
+    pub auto_aof_rewrite_min_size: u64,
+    pub aof_use_rdb_preamble: bool,
+    pub aof_timestamp_enabled: bool,
+    pub aof_load_truncated: bool,
+    pub aof_rewrite_incremental_fsync: bool,
     pub hz: u32,
     pub proto_max_bulk_len: i64,
     pub client_query_buffer_limit: u64,
     pub maxmemory: u64,
+    pub maxmemory_policy: MaxmemoryPolicy,
+    /// Keys sampled per database each time the eviction pool is refilled.
+    pub maxmemory_samples: usize,
+    /// 0..=100: how long one eviction pass may run (see `evict.rs`).
+    pub maxmemory_eviction_tenacity: u32,
+    pub lfu_log_factor: u32,
+    /// Minutes per decrement of an unused key's LFU counter (0: never).
+    pub lfu_decay_time: u32,
+    /// Whether evicted, expired, overwritten (server-del), DEL'd (user-del)
+    /// values and flushed databases (user-flush: FLUSHALL without an
+    /// argument) are freed on the lazyfree thread.
+    pub lazyfree_lazy_eviction: bool,
+    pub lazyfree_lazy_expire: bool,
+    pub lazyfree_lazy_server_del: bool,
+    pub lazyfree_lazy_user_del: bool,
+    pub lazyfree_lazy_user_flush: bool,
     pub list_max_listpack_size: i64,
     pub hash_max_listpack_entries: u64,
     pub hash_max_listpack_value: u64,
@@ -179,6 +268,12 @@ pub struct Config {
     /// Milliseconds a script runs before other clients get BUSY replies
     /// (busy-reply-threshold, alias lua-time-limit).
     pub busy_reply_threshold: u64,
+    /// client-output-buffer-limit by client class.
+    pub output_limit_normal: OutputBufferLimit,
+    pub output_limit_replica: OutputBufferLimit,
+    pub output_limit_pubsub: OutputBufferLimit,
+    /// Most keys the client-side caching table remembers (0: no limit).
+    pub tracking_table_max_keys: usize,
     /// Absolute path of the config file, for CONFIG REWRITE.
     pub config_file: Option<PathBuf>,
 
@@ -216,10 +311,27 @@ impl Config {
             appendfsync: AppendFsync::EverySec,
             appenddirname: String::new(),
             appendfilename: String::new(),
+            no_appendfsync_on_rewrite: false,
+            auto_aof_rewrite_percentage: 0,
+            auto_aof_rewrite_min_size: 0,
+            aof_use_rdb_preamble: false,
+            aof_timestamp_enabled: false,
+            aof_load_truncated: false,
+            aof_rewrite_incremental_fsync: false,
             hz: 0,
             proto_max_bulk_len: 0,
             client_query_buffer_limit: 0,
             maxmemory: 0,
+            maxmemory_policy: MaxmemoryPolicy::NoEviction,
+            maxmemory_samples: 0,
+            maxmemory_eviction_tenacity: 0,
+            lfu_log_factor: 0,
+            lfu_decay_time: 0,
+            lazyfree_lazy_eviction: false,
+            lazyfree_lazy_expire: false,
+            lazyfree_lazy_server_del: false,
+            lazyfree_lazy_user_del: false,
+            lazyfree_lazy_user_flush: false,
             list_max_listpack_size: 0,
             hash_max_listpack_entries: 0,
             hash_max_listpack_value: 0,
@@ -231,6 +343,10 @@ impl Config {
             enable_debug_command: String::new(),
             notify_keyspace_events: 0,
             busy_reply_threshold: 0,
+            output_limit_normal: OutputBufferLimit::default(),
+            output_limit_replica: OutputBufferLimit::default(),
+            output_limit_pubsub: OutputBufferLimit::default(),
+            tracking_table_max_keys: 0,
             config_file: None,
             values,
             given: Vec::new(),
@@ -492,10 +608,36 @@ impl Config {
         };
         self.appenddirname = self.text_value("appenddirname");
         self.appendfilename = self.text_value("appendfilename");
+        self.no_appendfsync_on_rewrite = self.bool_value("no-appendfsync-on-rewrite");
+        self.auto_aof_rewrite_percentage = self.num_value("auto-aof-rewrite-percentage").max(0) as u64;
+        self.auto_aof_rewrite_min_size = self.num_value("auto-aof-rewrite-min-size").max(0) as u64;
+        self.aof_use_rdb_preamble = self.bool_value("aof-use-rdb-preamble");
+        self.aof_timestamp_enabled = self.bool_value("aof-timestamp-enabled");
+        self.aof_load_truncated = self.bool_value("aof-load-truncated");
+        self.aof_rewrite_incremental_fsync = self.bool_value("aof-rewrite-incremental-fsync");
         self.hz = self.num_value("hz") as u32;
         self.proto_max_bulk_len = self.num_value("proto-max-bulk-len");
         self.client_query_buffer_limit = self.num_value("client-query-buffer-limit") as u64;
         self.maxmemory = self.num_value("maxmemory") as u64;
+        self.maxmemory_policy = match self.enum_text("maxmemory-policy").as_str() {
+            "allkeys-lru" => MaxmemoryPolicy::AllKeysLru,
+            "allkeys-lfu" => MaxmemoryPolicy::AllKeysLfu,
+            "allkeys-random" => MaxmemoryPolicy::AllKeysRandom,
+            "volatile-lru" => MaxmemoryPolicy::VolatileLru,
+            "volatile-lfu" => MaxmemoryPolicy::VolatileLfu,
+            "volatile-random" => MaxmemoryPolicy::VolatileRandom,
+            "volatile-ttl" => MaxmemoryPolicy::VolatileTtl,
+            _ => MaxmemoryPolicy::NoEviction,
+        };
+        self.maxmemory_samples = self.num_value("maxmemory-samples").max(1) as usize;
+        self.maxmemory_eviction_tenacity = self.num_value("maxmemory-eviction-tenacity").clamp(0, 100) as u32;
+        self.lfu_log_factor = self.num_value("lfu-log-factor").max(0) as u32;
+        self.lfu_decay_time = self.num_value("lfu-decay-time").max(0) as u32;
+        self.lazyfree_lazy_eviction = self.bool_value("lazyfree-lazy-eviction");
+        self.lazyfree_lazy_expire = self.bool_value("lazyfree-lazy-expire");
+        self.lazyfree_lazy_server_del = self.bool_value("lazyfree-lazy-server-del");
+        self.lazyfree_lazy_user_del = self.bool_value("lazyfree-lazy-user-del");
+        self.lazyfree_lazy_user_flush = self.bool_value("lazyfree-lazy-user-flush");
         self.list_max_listpack_size = self.num_value("list-max-listpack-size");
         self.hash_max_listpack_entries = self.num_value("hash-max-listpack-entries") as u64;
         self.hash_max_listpack_value = self.num_value("hash-max-listpack-value") as u64;
@@ -510,5 +652,16 @@ impl Config {
             other => unreachable!("notify-keyspace-events holds {other:?}"),
         };
         self.busy_reply_threshold = self.num_value("busy-reply-threshold").max(0) as u64;
+        // Classes in Valkey's order: normal, replica, pubsub.
+        let limits = match self.value("client-output-buffer-limit") {
+            Value::ObufLimits(limits) => limits.map(|l| OutputBufferLimit {
+                hard_bytes: l.hard,
+                soft_bytes: l.soft,
+                soft_seconds: l.soft_seconds as i64,
+            }),
+            other => unreachable!("client-output-buffer-limit holds {other:?}"),
+        };
+        [self.output_limit_normal, self.output_limit_replica, self.output_limit_pubsub] = limits;
+        self.tracking_table_max_keys = self.num_value("tracking-table-max-keys").max(0) as usize;
     }
 }

@@ -285,7 +285,7 @@ fn value_from_compact(value: CompactValue, limits: &Limits) -> Value {
                     List::from_nodes(nodes, limits.list_fill)
                 }
             };
-            Value::List(Box::new(list))
+            Value::List(list)
         }
         CompactValue::SetIntset(members) => {
             let set = if members.len() > limits.set.intset_entries {
@@ -302,7 +302,7 @@ fn value_from_compact(value: CompactValue, limits: &Limits) -> Value {
                     IntsetMembers::I64(v) => IntSet::I64(v),
                 })
             };
-            Value::Set(Box::new(set))
+            Value::Set(set)
         }
         CompactValue::SetListpack(lp) => {
             let set = if lp.len() > limits.set.listpack_entries {
@@ -314,9 +314,9 @@ fn value_from_compact(value: CompactValue, limits: &Limits) -> Value {
             } else {
                 Set::from_listpack(lp)
             };
-            Value::Set(Box::new(set))
+            Value::Set(set)
         }
-        CompactValue::ZSetListpack(lp) => Value::ZSet(Box::new(ZSet::from_listpack(lp, limits.zset))),
+        CompactValue::ZSetListpack(lp) => Value::ZSet(ZSet::from_listpack(lp, limits.zset)),
         CompactValue::HashListpack(lp) => {
             let hash = if lp.len() / 2 > limits.hash_entries {
                 let mut entries = lp.iter().map(|(_, e)| e.to_vec());

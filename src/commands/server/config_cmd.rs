@@ -59,6 +59,8 @@ pub const COPIED_DIRECTIVES: &[&str] = &[
     "latency-monitor-threshold",
     "lazyfree-lazy-expire",
     "lazyfree-lazy-server-del",
+    "jemalloc-bg-thread",
+    "client-output-buffer-limit",
 ];
 
 /// Makes a changed directive take effect where the server keeps a copy of
@@ -78,12 +80,14 @@ pub fn apply(st: &mut ServerState, name: &str) {
         // A lower limit evicts down to it at once, in the background.
         "maxmemory" => crate::evict::maxmemory_changed(st),
         "lazyfree-lazy-expire" | "lazyfree-lazy-server-del" => crate::lazyfree::configure(&st.config),
+        "jemalloc-bg-thread" => crate::evict::set_allocator_background_thread(config_value(st, name) == "yes"),
         "dir" => {
             if let Err(e) = st.config.apply_dir() {
                 log_warning!("Can't chdir to '{}': {e}", st.config.dir.display());
             }
         }
         "aof-disable-auto-gc" => crate::aof::auto_gc_changed(st),
+        "client-output-buffer-limit" => crate::output_limits::configure(&st.config),
         _ => {}
     }
 }

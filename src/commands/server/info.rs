@@ -182,6 +182,7 @@ fn clients_section(st: &ServerState, s: &mut String) {
     let max_out = st.clients.by_id.values().map(|c| c.output_buf_len.get()).max().unwrap_or(0);
     let pubsub_clients = st.pubsub.client_count();
     let watching_clients = st.watches.watching_clients();
+    let tracking_clients = st.tracking.client_count();
     let watched_keys = st.watches.watched_keys();
     let _ = write!(
         s,
@@ -192,7 +193,7 @@ fn clients_section(st: &ServerState, s: &mut String) {
          client_recent_max_input_buffer:{max_in}\r\n\
          client_recent_max_output_buffer:{max_out}\r\n\
          blocked_clients:{}\r\n\
-         tracking_clients:0\r\n\
+         tracking_clients:{tracking_clients}\r\n\
          pubsub_clients:{pubsub_clients}\r\n\
          watching_clients:{watching_clients}\r\n\
          clients_in_timeout_table:{}\r\n\
@@ -201,7 +202,8 @@ fn clients_section(st: &ServerState, s: &mut String) {
          total_blocking_keys_on_nokey:0\r\n",
         st.clients.len(),
         st.config.maxclients,
-        st.blocking.parked_count(),
+        // Clients held by CLIENT PAUSE count as blocked, as in Valkey.
+        st.blocking.parked_count() + st.pause.postponed_count(),
         st.blocking.timed_count(),
         st.blocking.key_count(),
     );
@@ -231,19 +233,7 @@ fn persistence_section(st: &ServerState, s: &mut String) {
          rdb_saves:{saves}\r\n\
          rdb_last_cow_size:0\r\n\
          rdb_last_load_keys_expired:{keys_expired}\r\n\
-         rdb_last_load_keys_loaded:{keys_loaded}\r\n\
-         aof_enabled:{aof}\r\n\
-         aof_rewrite_in_progress:0\r\n\
-         aof_rewrite_scheduled:0\r\n\
-         aof_last_rewrite_time_sec:-1\r\n\
-         aof_current_rewrite_time_sec:-1\r\n\
-         aof_last_bgrewrite_status:ok\r\n\
-         aof_rewrites:0\r\n\
-         aof_rewrites_consecutive_failures:0\r\n\
-         aof_last_write_status:ok\r\n\
-         aof_last_cow_size:0\r\n\
-         module_fork_in_progress:0\r\n\
-         module_fork_last_cow_size:0\r\n",
+         rdb_last_load_keys_loaded:{keys_loaded}\r\n",
         loading = p.loading.is_some() as u8,
         dirty = st.dirty,
         in_progress = p.child.is_some() as u8,
@@ -253,8 +243,10 @@ fn persistence_section(st: &ServerState, s: &mut String) {
         saves = p.saves,
         keys_expired = p.last_load_keys_expired,
         keys_loaded = p.last_load_keys_loaded,
-        aof = st.config.appendonly as u8,
     );
+    crate::aof::info_fields(st, s);
+    s.push_str("module_fork_in_progress:0\r\nmodule_fork_last_cow_size:0\r\n");
+    crate::aof::info_enabled_fields(st, s);
     if let Some(l) = &p.loading {
         // Progress by bytes read; the `used-mem` figure stands in when the
         // file's size is unknown, as Valkey does.
@@ -289,6 +281,9 @@ fn stats_section(st: &ServerState, s: &mut String) {
     let t = &st.stats;
     let (pubsub_channels, pubsub_patterns, pubsubshard_channels) =
         (st.pubsub.channel_count(), st.pubsub.pattern_count(), st.pubsub.shard_channel_count());
+    let (eviction_exceeded_total, eviction_exceeded_current) = st.evict.exceeded_time_ms();
+    let (tracking_keys, tracking_items, tracking_prefixes) =
+        (st.tracking.key_count(), st.tracking.item_count(), st.tracking.prefix_count());
     let _ = write!(
         s,
         "# Stats\r\n\
@@ -313,9 +308,9 @@ fn stats_section(st: &ServerState, s: &mut String) {
          expire_cycle_cpu_milliseconds:{}\r\n\
          evicted_keys:{}\r\n\
          evicted_clients:0\r\n\
-         evicted_scripts:0\r\n\
-         total_eviction_exceeded_time:0\r\n\
-         current_eviction_exceeded_time:0\r\n\
+         evicted_scripts:{}\r\n\
+         total_eviction_exceeded_time:{eviction_exceeded_total}\r\n\
+         current_eviction_exceeded_time:{eviction_exceeded_current}\r\n\
          keyspace_hits:{}\r\n\
          keyspace_misses:{}\r\n\
          pubsub_channels:{pubsub_channels}\r\n\
@@ -331,9 +326,9 @@ fn stats_section(st: &ServerState, s: &mut String) {
          active_defrag_key_misses:0\r\n\
          total_active_defrag_time:0\r\n\
          current_active_defrag_time:0\r\n\
-         tracking_total_keys:0\r\n\
-         tracking_total_items:0\r\n\
-         tracking_total_prefixes:0\r\n\
+         tracking_total_keys:{tracking_keys}\r\n\
+         tracking_total_items:{tracking_items}\r\n\
+         tracking_total_prefixes:{tracking_prefixes}\r\n\
          unexpected_error_replies:{}\r\n\
          total_error_replies:{}\r\n\
          dump_payload_sanitizations:0\r\n\
@@ -368,6 +363,7 @@ fn stats_section(st: &ServerState, s: &mut String) {
         t.expired_time_cap_reached_count,
         t.expire_cycle_cpu_milliseconds,
         t.evicted_keys,
+        crate::commands::scripting::evicted_scripts(),
         t.keyspace_hits,
         t.keyspace_misses,
         st.persistence.latest_fork_usec,

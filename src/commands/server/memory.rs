@@ -1,9 +1,12 @@
 //! Memory accounting (INFO memory) and the MEMORY command.
 //!
-//! ferrokey runs on jemalloc, as Valkey does, so "used memory" is what the
-//! allocator reports as handed out (`stats.allocated`), resident memory is
-//! the process RSS from /proc, and the per-key and per-table figures are
-//! estimates from the sizes of the structures that hold them.
+//! ferrokey runs on jemalloc, as Valkey does. "Used memory" is what the
+//! program holds, counted from jemalloc's exact per-thread totals (see
+//! `evict.rs`; it is also what `maxmemory` is compared with), as Valkey
+//! counts its own allocations; the allocator_* fields are jemalloc's
+//! global statistics, resident memory is the process RSS from /proc, and
+//! the per-key and per-table figures are estimates from the sizes of the
+//! structures that hold them.
 
 use std::cell::Cell;
 use std::fmt::Write as _;
@@ -13,8 +16,6 @@ use crate::db::Db;
 use crate::server::ServerState;
 
 thread_local! {
-    /// The highest used memory seen so far (INFO used_memory_peak).
-    static PEAK: Cell<usize> = const { Cell::new(0) };
     /// The memory in use once the server had started, when recorded.
     static STARTUP: Cell<usize> = const { Cell::new(0) };
 }
@@ -22,7 +23,7 @@ thread_local! {
 /// Remembers the current allocation as the server's start-up footprint
 /// (INFO used_memory_startup); called once the server is initialised.
 pub fn record_startup_memory() {
-    STARTUP.with(|s| s.set(allocator_stats().allocated));
+    STARTUP.with(|s| s.set(crate::evict::used_memory()));
 }
 
 /// What the allocator reports.
@@ -87,11 +88,8 @@ pub(super) struct MemoryReport {
 impl MemoryReport {
     pub fn measure(st: &ServerState) -> MemoryReport {
         let allocator = allocator_stats();
-        let used = allocator.allocated;
-        let peak = PEAK.with(|p| {
-            p.set(p.get().max(used));
-            p.get()
-        });
+        let used = crate::evict::used_memory();
+        let peak = crate::evict::peak_memory();
         let startup = STARTUP.with(Cell::get);
         let clients_normal: usize =
             st.clients.by_id.values().map(|c| c.query_buf_len.get() + c.output_buf_len.get()).sum();
@@ -177,18 +175,34 @@ fn table_overhead(db: &Db) -> (usize, usize) {
     (slots, volatile)
 }
 
-/// One key's slot in the table: the stored hash, the key's box, the entry,
-/// and the hash index's word and control byte.
-const KEY_SLOT_BYTES: usize =
-    std::mem::size_of::<(u64, Box<[u8]>, crate::db::Entry)>() + std::mem::size_of::<usize>() + 1;
+/// One key's slot in the table: the stored key (16 bytes, holding keys of
+/// up to 12 bytes in place), the entry, and the hash index's position and
+/// control byte.
+const KEY_SLOT_BYTES: usize = 16 + std::mem::size_of::<crate::db::Entry>() + std::mem::size_of::<u32>() + 1;
 
-/// What glibc's malloc really reserves for an allocation of `n` bytes: a
-/// word of header, rounded up to 16 bytes, at least 32.
-fn malloc_chunk(n: usize) -> usize {
-    if n == 0 {
+/// Keys up to this length live inside their slot.
+const INLINE_KEY: usize = 12;
+
+/// The heap bytes a key takes beyond its slot.
+fn key_heap_bytes(len: usize) -> usize {
+    if len <= INLINE_KEY {
         0
     } else {
-        ((n + 8 + 15) & !15).max(32)
+        jemalloc_size_class(len)
+    }
+}
+
+/// What jemalloc really hands out for an allocation of `n` bytes: 8, then
+/// multiples of 16 up to 128, then four size classes per doubling.
+fn jemalloc_size_class(n: usize) -> usize {
+    match n {
+        0 => 0,
+        1..=8 => 8,
+        9..=128 => n.div_ceil(16) * 16,
+        _ => {
+            let spacing = n.next_power_of_two() / 8;
+            n.div_ceil(spacing) * spacing
+        }
     }
 }
 
@@ -226,7 +240,7 @@ pub(super) fn memory_usage(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     match db.peek(args[2]) {
         None => out.null(),
         Some(entry) => {
-            let usage = malloc_chunk(args[2].len()) + KEY_SLOT_BYTES + entry.value.heap_size();
+            let usage = key_heap_bytes(args[2].len()) + KEY_SLOT_BYTES + entry.value.heap_size();
             out.int(usage as i64);
         }
     }
@@ -254,7 +268,7 @@ pub(super) fn memory_stats(ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
     int(out, "clients.normal", m.clients_normal as i64);
     int(out, "cluster.links", 0);
     int(out, "aof.buffer", 0);
-    int(out, "lua.caches", 0);
+    int(out, "lua.caches", crate::commands::scripting::eval_memory().scripts_bytes as i64);
     int(out, "functions.caches", 0);
     for &(index, main, expires) in &m.dbs {
         out.bulk_str(&format!("db.{index}"));
@@ -333,18 +347,55 @@ pub(super) fn memory_doctor(ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
 /// The allocator INFO reports as mem_allocator.
 pub(super) const ALLOCATOR: &str = "jemalloc-5.3.0";
 
-/// MEMORY MALLOC-STATS: the C library's malloc has no report to give.
+/// MEMORY MALLOC-STATS: jemalloc's own statistics report.
 pub(super) fn memory_malloc_stats(ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
-    ctx.out.bulk_str("Stats not supported for the current allocator");
+    let mut report: Vec<u8> = Vec::new();
+    // SAFETY: the callback gets back the pointer to `report`, alive for the
+    // whole call, and NUL-terminated text; no options string.
+    unsafe { jemalloc_stats_print(Some(append_report), (&mut report as *mut Vec<u8>).cast(), std::ptr::null()) };
+    ctx.out.verbatim(&report);
     Ok(())
 }
 
-/// MEMORY PURGE: hands free heap pages back to the system.
+/// Receives a piece of jemalloc's statistics report.
+unsafe extern "C" fn append_report(report: *mut libc::c_void, text: *const libc::c_char) {
+    // SAFETY: `report` is the Vec passed to jemalloc_stats_print, `text` a C string.
+    unsafe { (*report.cast::<Vec<u8>>()).extend_from_slice(std::ffi::CStr::from_ptr(text).to_bytes()) };
+}
+
+// jemalloc's own entry points, under the names the tikv-jemalloc crates
+// link them with.
+extern "C" {
+    #[link_name = "_rjem_malloc_stats_print"]
+    fn jemalloc_stats_print(
+        write: Option<unsafe extern "C" fn(*mut libc::c_void, *const libc::c_char)>,
+        opaque: *mut libc::c_void,
+        options: *const libc::c_char,
+    );
+    #[link_name = "_rjem_mallctl"]
+    fn jemalloc_mallctl(
+        name: *const libc::c_char,
+        oldp: *mut libc::c_void,
+        oldlenp: *mut usize,
+        newp: *mut libc::c_void,
+        newlen: usize,
+    ) -> libc::c_int;
+}
+
+/// MEMORY PURGE: returns the pages jemalloc keeps unused (dirty) to the
+/// system, in every arena.
 pub(super) fn memory_purge(ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free memory held by malloc.
-    unsafe {
-        libc::malloc_trim(0);
+    let purged = tikv_jemalloc_ctl::arenas::narenas::read().is_ok_and(|narenas| {
+        // Arena index `narenas` names all arenas at once.
+        let name = format!("arena.{narenas}.purge\0");
+        // SAFETY: a NUL-terminated control name that takes no arguments.
+        unsafe {
+            jemalloc_mallctl(name.as_ptr().cast(), std::ptr::null_mut(), std::ptr::null_mut(), std::ptr::null_mut(), 0)
+                == 0
+        }
+    });
+    if !purged {
+        return Err("ERR Error purging dirty pages".into());
     }
     ctx.out.ok();
     Ok(())
@@ -376,6 +427,7 @@ pub(super) fn info_section(st: &ServerState, s: &mut String) {
     let maxmemory = st.config.maxmemory;
     let policy = super::config_value(st, "maxmemory-policy");
     let total_system = total_system_memory();
+    let eval = crate::commands::scripting::eval_memory();
     let _ = write!(
         s,
         "# Memory\r\n\
@@ -396,19 +448,19 @@ pub(super) fn info_section(st: &ServerState, s: &mut String) {
          allocator_muzzy:0\r\n\
          total_system_memory:{total_system}\r\n\
          total_system_memory_human:{total_system_h}\r\n\
-         used_memory_lua:0\r\n\
-         used_memory_vm_eval:0\r\n\
-         used_memory_lua_human:0B\r\n\
-         used_memory_scripts_eval:0\r\n\
-         number_of_cached_scripts:0\r\n\
+         used_memory_lua:{eval_vm}\r\n\
+         used_memory_vm_eval:{eval_vm}\r\n\
+         used_memory_lua_human:{eval_vm_h}\r\n\
+         used_memory_scripts_eval:{eval_scripts}\r\n\
+         number_of_cached_scripts:{cached_scripts}\r\n\
          number_of_functions:0\r\n\
          number_of_libraries:0\r\n\
          used_memory_vm_functions:0\r\n\
-         used_memory_vm_total:0\r\n\
-         used_memory_vm_total_human:0B\r\n\
+         used_memory_vm_total:{eval_vm}\r\n\
+         used_memory_vm_total_human:{eval_vm_h}\r\n\
          used_memory_functions:0\r\n\
-         used_memory_scripts:0\r\n\
-         used_memory_scripts_human:0B\r\n\
+         used_memory_scripts:{eval_scripts}\r\n\
+         used_memory_scripts_human:{eval_scripts_h}\r\n\
          maxmemory:{maxmemory}\r\n\
          maxmemory_human:{maxmemory_h}\r\n\
          maxmemory_policy:{policy}\r\n\
@@ -420,7 +472,7 @@ pub(super) fn info_section(st: &ServerState, s: &mut String) {
          rss_overhead_bytes:{rss_extra_bytes}\r\n\
          mem_fragmentation_ratio:{frag:.2}\r\n\
          mem_fragmentation_bytes:{frag_bytes}\r\n\
-         mem_not_counted_for_evict:0\r\n\
+         mem_not_counted_for_evict:{not_counted}\r\n\
          mem_replication_backlog:0\r\n\
          mem_total_replication_buffers:0\r\n\
          mem_clients_slaves:0\r\n\
@@ -430,8 +482,8 @@ pub(super) fn info_section(st: &ServerState, s: &mut String) {
          mem_allocator:{ALLOCATOR}\r\n\
          mem_overhead_db_hashtable_rehashing:0\r\n\
          active_defrag_running:0\r\n\
-         lazyfree_pending_objects:0\r\n\
-         lazyfreed_objects:0\r\n",
+         lazyfree_pending_objects:{lazyfree_pending}\r\n\
+         lazyfreed_objects:{lazyfreed}\r\n",
         used = m.used,
         used_h = bytes_to_human(m.used as u64),
         rss = m.rss,
@@ -454,6 +506,14 @@ pub(super) fn info_section(st: &ServerState, s: &mut String) {
         frag = m.total_frag(),
         frag_bytes = m.total_frag_bytes(),
         clients = m.clients_normal,
+        not_counted = crate::evict::not_counted_memory(st),
+        lazyfree_pending = crate::lazyfree::pending_objects(),
+        lazyfreed = crate::lazyfree::freed_objects(),
+        eval_vm = eval.vm_bytes,
+        eval_vm_h = bytes_to_human(eval.vm_bytes),
+        eval_scripts = eval.scripts_bytes,
+        eval_scripts_h = bytes_to_human(eval.scripts_bytes),
+        cached_scripts = eval.cached_scripts,
     );
 }
 
@@ -471,9 +531,13 @@ mod tests {
     }
 
     #[test]
-    fn malloc_chunks_round_like_glibc() {
-        assert_eq!(malloc_chunk(1), 32);
-        assert_eq!(malloc_chunk(24), 32);
-        assert_eq!(malloc_chunk(25), 48);
+    fn sizes_round_to_jemalloc_classes() {
+        assert_eq!(jemalloc_size_class(1), 8);
+        assert_eq!(jemalloc_size_class(24), 32);
+        assert_eq!(jemalloc_size_class(129), 160);
+        assert_eq!(jemalloc_size_class(256), 256);
+        assert_eq!(jemalloc_size_class(257), 320);
+        assert_eq!(key_heap_bytes(12), 0);
+        assert_eq!(key_heap_bytes(13), 16);
     }
 }
