@@ -151,7 +151,10 @@ impl ServerState {
                 crate::notify::keyspace_event(self, crate::notify::EXPIRED, "expired", key, idx);
                 crate::watch::touch(self, idx, key);
                 crate::tracking::invalidate_key(self, idx, key);
-                self.effects.record(idx, &[b"DEL", key]);
+                // Journalled as Valkey propagates an expiry: UNLINK when
+                // expired values are freed lazily (the default), else DEL.
+                let verb: &[u8] = if self.config.lazyfree_lazy_expire { b"UNLINK" } else { b"DEL" };
+                self.effects.record(idx, &[verb, key]);
             }
             // Keep the log's allocation for the next expiries.
             let mut log = expired;
