@@ -79,6 +79,20 @@ pub struct ClientInfo {
     pub subscribed_channels: Cell<usize>,
     pub subscribed_patterns: Cell<usize>,
     pub subscribed_shard_channels: Cell<usize>,
+    /// Client-side caching mode (CLIENT TRACKING; see tracking.rs).
+    pub tracking: Cell<crate::tracking::ClientTracking>,
+    /// Held by CLIENT PAUSE: its current command runs when the pause ends
+    /// (see pause.rs). `blocked` is set too.
+    pub postponed: Cell<bool>,
+    /// Bytes of `pending_output` the connection is writing right now: they
+    /// still count against the output buffer limits (output_limits.rs).
+    pub output_in_flight: Cell<usize>,
+    /// Unix seconds since when the output has been at or over its soft
+    /// limit; 0 while under it.
+    pub output_soft_limit_since: Cell<i64>,
+    /// Closed for going over its output buffer limit (counted in INFO once
+    /// the connection is gone).
+    pub output_limit_reached: Cell<bool>,
 }
 
 impl ClientInfo {
@@ -117,6 +131,11 @@ impl ClientInfo {
             subscribed_channels: Cell::new(0),
             subscribed_patterns: Cell::new(0),
             subscribed_shard_channels: Cell::new(0),
+            tracking: Cell::new(Default::default()),
+            postponed: Cell::new(false),
+            output_in_flight: Cell::new(0),
+            output_soft_limit_since: Cell::new(0),
+            output_limit_reached: Cell::new(false),
         }
     }
 
@@ -129,9 +148,15 @@ impl ClientInfo {
     /// Queues output for this client from outside its own command (another
     /// client's PUBLISH, a served blocking command) and wakes its
     /// connection to write it.
+    /// A client being closed takes no more (Valkey drops output for a
+    /// client closed ASAP); one over its output buffer limit is closed.
     pub fn push_output(&self, bytes: &[u8]) {
+        if self.close_requested.get() {
+            return;
+        }
         self.pending_output.borrow_mut().extend_from_slice(bytes);
         self.wake.notify_one();
+        crate::output_limits::check(self);
     }
 
     /// Whether the client is in pub/sub mode (subscribed to anything).

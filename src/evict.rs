@@ -581,6 +581,7 @@ fn evict_key(st: &mut ServerState, db: usize, key: &[u8]) -> i64 {
         st.blocking.signal(key);
     }
     notify::keyspace_event(st, notify::EVICTED, "evicted", key, db);
+    crate::tracking::invalidate_key(st, db, key);
     let command: &[u8] = if lazy { b"UNLINK" } else { b"DEL" };
     st.effects.record(db, &[command, key]);
     let unit = st.effects.finish_unit();

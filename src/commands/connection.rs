@@ -3,9 +3,9 @@
 //!
 //! There is one user, "default". Without `requirepass` it takes any
 //! password (Valkey's "nopass"); with one, that password alone.
-//! Client-side caching (CLIENT TRACKING), client pauses and blocking
-//! commands are not served, so the subcommands that report on them answer
-//! as for a client that never tracks, pauses or blocks.
+//! Client-side caching (CLIENT TRACKING, CACHING, GETREDIR, TRACKINGINFO)
+//! keeps its state in tracking.rs, CLIENT PAUSE in pause.rs: the handlers
+//! here parse and validate as Valkey does.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -40,6 +40,9 @@ pub const COMMANDS: &[(&str, Handler)] = &[
     ("client|caching", client_caching),
     ("client|capa", client_capa),
     ("client|unblock", client_unblock),
+    ("client|tracking", client_tracking),
+    ("client|pause", client_pause),
+    ("client|unpause", client_unpause),
     ("client|help", client_help),
 ];
 
@@ -122,6 +125,7 @@ fn reset(ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
     let authenticated = required_password(ctx.srv).is_none();
     crate::commands::transactions::discard_transaction(ctx.srv, ctx.client);
     crate::pubsub::unsubscribe_all(ctx.srv, ctx.client);
+    crate::tracking::disable(ctx.srv, &ctx.client.info);
     ctx.client.reset(authenticated);
     ctx.out.resp3 = false;
     ctx.out.simple("RESET");
@@ -328,28 +332,193 @@ fn client_no_touch(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     Ok(())
 }
 
-/// Tracking is never on, so there is no redirection.
+// ---------------------------------------------------------------------------
+// Client-side caching
+// ---------------------------------------------------------------------------
+
+/// CLIENT TRACKING ON|OFF [REDIRECT id] [BCAST] [PREFIX p ...] [OPTIN]
+/// [OPTOUT] [NOLOOP]: the options are parsed (and REDIRECT checked) for
+/// OFF too; the rest is only checked for ON, in Valkey's order.
+fn client_tracking(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
+    let mut options = crate::tracking::TrackingOptions::default();
+    let mut prefixes: Vec<&[u8]> = Vec::new();
+    let mut i = 3;
+    while i < args.len() {
+        let has_value = i + 1 < args.len();
+        let option = args[i];
+        if is_word(option, "redirect") && has_value {
+            i += 1;
+            if options.redirect != 0 {
+                return Err("ERR A client can only redirect to a single other client".into());
+            }
+            let id = parse_i64(args[i]).ok_or(errors::NOT_INTEGER)?;
+            let target = u64::try_from(id).ok().filter(|id| ctx.srv.clients.by_id.contains_key(id));
+            options.redirect = target.ok_or("ERR The client ID you want redirect to does not exist")?;
+        } else if is_word(option, "bcast") {
+            options.bcast = true;
+        } else if is_word(option, "optin") {
+            options.optin = true;
+        } else if is_word(option, "optout") {
+            options.optout = true;
+        } else if is_word(option, "noloop") {
+            options.noloop = true;
+        } else if is_word(option, "prefix") && has_value {
+            i += 1;
+            prefixes.push(args[i]);
+        } else {
+            return Err(errors::SYNTAX.into());
+        }
+        i += 1;
+    }
+    if is_word(args[2], "off") {
+        crate::tracking::disable(ctx.srv, &ctx.client.info);
+        ctx.out.ok();
+        return Ok(());
+    }
+    if !is_word(args[2], "on") {
+        return Err(errors::SYNTAX.into());
+    }
+    let current = ctx.client.info.tracking.get();
+    if !options.bcast && !prefixes.is_empty() {
+        return Err("ERR PREFIX option requires BCAST mode to be enabled".into());
+    }
+    if current.on && current.bcast != options.bcast {
+        return Err("ERR You can't switch BCAST mode on/off before disabling tracking for this client, and then re-enabling it with a different mode.".into());
+    }
+    if options.bcast && (options.optin || options.optout) {
+        return Err("ERR OPTIN and OPTOUT are not compatible with BCAST".into());
+    }
+    if options.optin && options.optout {
+        return Err("ERR You can't specify both OPTIN mode and OPTOUT mode".into());
+    }
+    if (options.optin && current.optout) || (options.optout && current.optin) {
+        return Err("ERR You can't switch OPTIN/OPTOUT mode before disabling tracking for this client, and then re-enabling it with a different mode.".into());
+    }
+    if options.bcast {
+        match crate::tracking::check_prefixes(ctx.srv, ctx.client.info.id, &prefixes) {
+            Ok(()) => {}
+            Err(crate::tracking::PrefixConflict::Refused(message)) => return Err(message.into()),
+            // Valkey answers this error and then goes on as if all was well.
+            Err(crate::tracking::PrefixConflict::ReportedOnly(message)) => {
+                ctx.srv.stats.total_error_replies += 1;
+                super::server::record_error_reply(&message);
+                ctx.out.error(&message);
+            }
+        }
+    }
+    let info = ctx.client.info.clone();
+    crate::tracking::enable(ctx.srv, &info, options, &prefixes);
+    ctx.out.ok();
+    Ok(())
+}
+
+/// CLIENT CACHING YES|NO
+fn client_caching(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
+    let yes = if is_word(args[2], "yes") {
+        Some(true)
+    } else if is_word(args[2], "no") {
+        Some(false)
+    } else {
+        None
+    };
+    crate::tracking::set_caching(&ctx.client.info, yes)?;
+    ctx.out.ok();
+    Ok(())
+}
+
+/// CLIENT GETREDIR: the redirection target, 0 when tracking without one,
+/// -1 when not tracking.
 fn client_getredir(ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
-    ctx.out.int(-1);
+    let tracking = ctx.client.info.tracking.get();
+    ctx.out.int(if tracking.on { tracking.redirect as i64 } else { -1 });
     Ok(())
 }
 
 fn client_trackinginfo(ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
+    let t = ctx.client.info.tracking.get();
+    let mut flags: Vec<&[u8]> = vec![if t.on { b"on" } else { b"off" }];
+    if t.bcast {
+        flags.push(b"bcast");
+    }
+    if t.optin {
+        flags.push(b"optin");
+        if t.caching {
+            flags.push(b"caching-yes");
+        }
+    }
+    if t.optout {
+        flags.push(b"optout");
+        if t.caching {
+            flags.push(b"caching-no");
+        }
+    }
+    if t.noloop {
+        flags.push(b"noloop");
+    }
+    if t.broken_redirect {
+        flags.push(b"broken_redirect");
+    }
+    let prefixes = ctx.srv.tracking.prefixes_of(ctx.client.info.id);
     let out = &mut *ctx.out;
     out.map(3);
     out.bulk(b"flags");
-    out.set(1);
-    out.bulk(b"off");
+    out.set(flags.len());
+    for flag in flags {
+        out.bulk(flag);
+    }
     out.bulk(b"redirect");
-    out.int(-1);
+    out.int(if t.on { t.redirect as i64 } else { -1 });
     out.bulk(b"prefixes");
-    out.array(0);
+    out.array(prefixes.len());
+    for prefix in &prefixes {
+        out.bulk(prefix);
+    }
     Ok(())
 }
 
-fn client_caching(_ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
-    Err("ERR CLIENT CACHING can be called only when the client is in tracking mode with OPTIN or OPTOUT mode enabled"
-        .into())
+// ---------------------------------------------------------------------------
+// CLIENT PAUSE / UNPAUSE
+// ---------------------------------------------------------------------------
+
+/// CLIENT PAUSE timeout-ms [WRITE|ALL]
+fn client_pause(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
+    if args.len() > 4 {
+        return Err(unknown_subcommand(args));
+    }
+    let mut mode = crate::pause::PauseMode::All;
+    if let Some(word) = args.get(3) {
+        if is_word(word, "write") {
+            mode = crate::pause::PauseMode::Write;
+        } else if !is_word(word, "all") {
+            return Err("ERR CLIENT PAUSE mode must be WRITE or ALL".into());
+        }
+    }
+    let timeout = parse_i64(args[2]).ok_or("ERR timeout is not an integer or out of range")?;
+    if timeout < 0 {
+        return Err("ERR timeout is negative".into());
+    }
+    // A zero timeout is an end already past: no pause.
+    let end_ms = if timeout == 0 { 0 } else { ctx.now_ms.checked_add(timeout).ok_or("ERR timeout is out of range")? };
+    crate::pause::pause(ctx.srv, end_ms, mode);
+    ctx.out.ok();
+    Ok(())
+}
+
+fn client_unpause(ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
+    crate::pause::unpause(ctx.srv);
+    ctx.out.ok();
+    Ok(())
+}
+
+/// Valkey's answer to a CLIENT subcommand given the wrong number of
+/// arguments that the command table could not catch.
+fn unknown_subcommand(args: &[&[u8]]) -> CmdError {
+    format!(
+        "ERR unknown subcommand or wrong number of arguments for '{}'. Try {} HELP.",
+        String::from_utf8_lossy(&c_str(args[1])[..c_str(args[1]).len().min(128)]),
+        lossy(args[0]).to_ascii_uppercase()
+    )
+    .into()
 }
 
 /// CLIENT CAPA: the only capability Valkey knows (REDIRECT) concerns
@@ -364,12 +533,7 @@ fn client_capa(ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
 /// command as if it had timed out, or with an UNBLOCKED error.
 fn client_unblock(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     if args.len() > 4 {
-        return Err(format!(
-            "ERR unknown subcommand or wrong number of arguments for '{}'. Try {} HELP.",
-            String::from_utf8_lossy(&c_str(args[1])[..c_str(args[1]).len().min(128)]),
-            lossy(args[0]).to_ascii_uppercase()
-        )
-        .into());
+        return Err(unknown_subcommand(args));
     }
     let mut with_error = false;
     if let Some(reason) = args.get(3) {
@@ -517,8 +681,10 @@ fn format_addr(addr: &SocketAddr) -> String {
     }
 }
 
-/// The CLIENT LIST flags: `P` pub/sub, `e` no-evict, `T` no-touch, or `N`
-/// for none.
+/// The CLIENT LIST flags in Valkey's order: `P` pub/sub, `x` in MULTI,
+/// `b` blocked or paused, `t` tracking, `R` broken tracking redirection,
+/// `B` tracking in BCAST mode, `d` WATCHed key changed, `e` no-evict, `T`
+/// no-touch; `N` for none.
 fn flags(info: &ClientInfo) -> String {
     let mut f = String::new();
     if info.is_pubsub() {
@@ -529,6 +695,16 @@ fn flags(info: &ClientInfo) -> String {
     }
     if info.blocked.get() {
         f.push('b');
+    }
+    let tracking = info.tracking.get();
+    if tracking.on {
+        f.push('t');
+    }
+    if tracking.broken_redirect {
+        f.push('R');
+    }
+    if tracking.bcast {
+        f.push('B');
     }
     if info.dirty_cas.get() {
         f.push('d');
@@ -546,21 +722,32 @@ fn flags(info: &ClientInfo) -> String {
 }
 
 /// Appends one CLIENT LIST line (with its newline), with Valkey's fields in
-/// Valkey's order. Fields for features that do not exist yet (MULTI,
-/// WATCH, tracking, output lists) carry their idle values. Reply buffer
-/// figures are known only for the caller: other clients hold no buffer
-/// between reads.
+/// Valkey's order. Reply buffer figures are the caller's reply being
+/// written; for other clients they describe the output waiting for them
+/// (pub/sub messages, invalidations), as Valkey's reply buffer and list.
 fn describe(line: &mut Vec<u8>, info: &ClientInfo, now_ms: i64, caller: &Caller) {
     let now_s = now_ms / 1000;
     let is_caller = info.id == caller.id;
     let qbuf = info.query_buf_len.get();
     let argv_mem = if is_caller { caller.argv_bytes } else { 0 };
+    let waiting = if is_caller { Default::default() } else { crate::output_limits::usage(info) };
     let (rbs, rbp, obl) = if is_caller {
         (caller.reply_capacity, caller.reply_len, caller.reply_len)
     } else {
-        (0, 0, info.output_buf_len.get())
+        (0, 0, waiting.buffer_bytes)
     };
-    let tot_mem = std::mem::size_of::<ClientInfo>() + std::mem::size_of::<Client>() + qbuf + argv_mem + rbs + obl;
+    let tot_mem = std::mem::size_of::<ClientInfo>()
+        + std::mem::size_of::<Client>()
+        + qbuf
+        + argv_mem
+        + rbs
+        + obl
+        + waiting.list_memory;
+    // Output waiting to be written means the connection waits for the
+    // socket to take it.
+    let events = if waiting.buffer_bytes > 0 { "rw" } else { "r" };
+    let tracking = info.tracking.get();
+    let redirect = if tracking.on { tracking.redirect as i64 } else { -1 };
     let text = |cell: &std::cell::RefCell<Option<Vec<u8>>>| {
         cell.borrow().as_deref().map(|v| String::from_utf8_lossy(c_str(v)).into_owned()).unwrap_or_default()
     };
@@ -568,8 +755,8 @@ fn describe(line: &mut Vec<u8>, info: &ClientInfo, now_ms: i64, caller: &Caller)
     let _ = writeln!(
         line,
         "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} watch={} \
-         qbuf={} qbuf-free=0 argv-mem={} multi-mem=0 rbs={} rbp={} obl={} oll=0 omem=0 tot-mem={} events=r cmd={} \
-         user=default redir=-1 resp={} lib-name={} lib-ver={} tot-net-in={} tot-net-out={} tot-cmds={}",
+         qbuf={} qbuf-free=0 argv-mem={} multi-mem=0 rbs={} rbp={} obl={} oll={} omem={} tot-mem={} events={events} \
+         cmd={} user=default redir={redirect} resp={} lib-name={} lib-ver={} tot-net-in={} tot-net-out={} tot-cmds={}",
         info.id,
         format_addr(&info.addr),
         format_addr(&info.laddr),
@@ -589,6 +776,8 @@ fn describe(line: &mut Vec<u8>, info: &ClientInfo, now_ms: i64, caller: &Caller)
         rbs,
         rbp,
         obl,
+        waiting.blocks,
+        waiting.list_memory,
         tot_mem,
         info.last_cmd.borrow(),
         info.resp.get(),
@@ -598,6 +787,16 @@ fn describe(line: &mut Vec<u8>, info: &ClientInfo, now_ms: i64, caller: &Caller)
         info.net_output_bytes.get(),
         info.commands_processed.get(),
     );
+}
+
+/// A client's CLIENT LIST line without its newline, as the log shows
+/// clients.
+pub fn client_info_line(info: &ClientInfo, now_ms: i64) -> String {
+    let nobody = Caller { id: 0, argv_bytes: 0, reply_capacity: 0, reply_len: 0 };
+    let mut line = Vec::new();
+    describe(&mut line, info, now_ms, &nobody);
+    line.pop();
+    String::from_utf8_lossy(&line).into_owned()
 }
 
 /// Whether a client still counts as connected. Valkey frees a killed or
