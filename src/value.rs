@@ -24,12 +24,13 @@ pub enum Value {
     /// Boxed so that `Value` stays two words wide: every key pays for the
     /// widest variant, and only long or edited strings pay for the box.
     RawStr(Box<Vec<u8>>),
-    // Collections are boxed so that a key's value stays two words wide; a
-    // hash is one tagged pointer already (to its listpack or its table).
-    List(Box<List>),
+    // Each collection is one tagged pointer (to its compact encoding's
+    // bytes or to its boxed big form: see crate::types::compact), so that a
+    // key's value stays two words wide without a box of its own.
+    List(List),
     Hash(Hash),
-    Set(Box<Set>),
-    ZSet(Box<ZSet>),
+    Set(Set),
+    ZSet(ZSet),
     Stream(Box<Stream>),
 }
 

@@ -104,7 +104,7 @@ pub struct Listpack {
 
 impl std::fmt::Debug for Listpack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.iter().map(|(_, it)| it.to_vec())).finish()
+        self.view().fmt(f)
     }
 }
 
@@ -565,6 +565,12 @@ impl Listpack {
 pub struct ListpackRef<'a> {
     buf: &'a [u8],
     count: usize,
+}
+
+impl std::fmt::Debug for ListpackRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter().map(|(_, it)| it.to_vec())).finish()
+    }
 }
 
 impl<'a> ListpackRef<'a> {

@@ -1017,7 +1017,7 @@ fn store_points(ctx: &mut Ctx, destination: &[u8], mut elements: Vec<(Vec<u8>, f
     let zset = ZSet::from_sorted(elements, Limits::from_config(&ctx.srv.config));
     let lru = ctx.lru_now();
     let existed = ctx.lookup(destination, Lookup::Write).0.is_some();
-    ctx.db().set(destination, Value::ZSet(Box::new(zset)), lru);
+    ctx.db().set(destination, Value::ZSet(zset), lru);
     ctx.out.int(count as i64);
     ctx.dirty(count as u64);
     if !existed {

@@ -143,6 +143,14 @@ fn pop_event(end: End) -> &'static str {
 }
 
 /// The keyspace event of a push onto `end`.
+/// The non-blocking pop a pop from `end` is journalled as.
+fn pop_command(end: End) -> &'static [u8] {
+    match end {
+        End::Head => b"LPOP",
+        End::Tail => b"RPOP",
+    }
+}
+
 fn push_event(end: End) -> &'static str {
     match end {
         End::Head => "lpush",
@@ -241,7 +249,7 @@ fn push_generic(ctx: &mut Ctx, args: &[&[u8]], end: End, only_existing: bool) ->
             push_all(&mut list, elements, end, fill);
             let len = list.len();
             let lru = ctx.lru_now();
-            ctx.db().set(key, Value::List(Box::new(list)), lru);
+            ctx.db().set(key, Value::List(list), lru);
             notify::new_key(ctx, key);
             len
         }
@@ -542,7 +550,7 @@ fn move_element(ctx: &mut Ctx, source: &[u8], destination: &[u8], from: End, to:
             list.prepare_growth(popped.counted_len(), 1, fill);
             list.push(&element, to);
             let lru = ctx.lru_now();
-            ctx.db().set(destination, Value::List(Box::new(list)), lru);
+            ctx.db().set(destination, Value::List(list), lru);
             notify::new_key(ctx, destination);
         }
     }
@@ -595,7 +603,9 @@ fn multi_pop_from_first(ctx: &mut Ctx, request: &MultiPop) -> Result<bool, CmdEr
         }
         ctx.out.array(2);
         ctx.out.bulk(key);
-        pop_range_reply(ctx, key, request.end, request.count)?;
+        let taken = pop_range_reply(ctx, key, request.end, request.count)?;
+        // Journalled as the pop it was, from the key it found.
+        ctx.srv.effects.journal_instead(&[pop_command(request.end), key, taken.to_string().as_bytes()]);
         return Ok(true);
     }
     Ok(false)
@@ -633,6 +643,8 @@ fn blocking_pop(ctx: &mut Ctx, args: &[&[u8]], end: End) -> CmdResult {
         out.bulk(key);
         reply_popped(out, &popped);
         settle_after_removal(ctx, key, 1, pop_event(end));
+        // Journalled as the non-blocking pop it was.
+        ctx.srv.effects.journal_instead(&[pop_command(end), key]);
         return Ok(());
     }
     block_or_answer(ctx, keys, timeout, TimeoutReply::NullArray);
@@ -652,12 +664,23 @@ fn blmove(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let from = parse_end(args[3])?;
     let to = parse_end(args[4])?;
     let timeout = parse_timeout(args[5])?;
-    blocking_move(ctx, args[1], args[2], from, to, timeout)
+    let dirty_before = ctx.srv.dirty;
+    blocking_move(ctx, args[1], args[2], from, to, timeout)?;
+    // Journalled as the non-blocking move it was.
+    if ctx.srv.dirty != dirty_before {
+        ctx.srv.effects.journal_instead(&[&b"LMOVE"[..], args[1], args[2], args[3], args[4]]);
+    }
+    Ok(())
 }
 
 fn brpoplpush(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let timeout = parse_timeout(args[3])?;
-    blocking_move(ctx, args[1], args[2], End::Tail, End::Head, timeout)
+    let dirty_before = ctx.srv.dirty;
+    blocking_move(ctx, args[1], args[2], End::Tail, End::Head, timeout)?;
+    if ctx.srv.dirty != dirty_before {
+        ctx.srv.effects.journal_instead(&[&b"RPOPLPUSH"[..], args[1], args[2]]);
+    }
+    Ok(())
 }
 
 fn blocking_move(

@@ -115,7 +115,7 @@ fn store_result(ctx: &mut Ctx, dst: &[u8], result: Set, event: &str) -> u64 {
     }
     ctx.out.int(result.len() as i64);
     let existed = ctx.lookup(dst, Lookup::Write).0.is_some();
-    ctx.db().set(dst, Value::Set(Box::new(result)), now_s);
+    ctx.db().set(dst, Value::Set(result), now_s);
     if !existed {
         notify::new_key(ctx, dst);
     }
@@ -150,7 +150,7 @@ fn sadd(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
         None => {
             let mut set = Set::for_new_key(members[0], members.len(), limits);
             let added = members.iter().filter(|m| set.add(m, limits)).count();
-            ctx.db().set(key, Value::Set(Box::new(set)), now_s);
+            ctx.db().set(key, Value::Set(set), now_s);
             notify::new_key(ctx, key);
             added
         }
@@ -233,7 +233,7 @@ fn smove(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
         _ => {
             let mut set = Set::for_new_key(member, 1, limits);
             set.add(member, limits);
-            db.set(dst, Value::Set(Box::new(set)), now_s);
+            db.set(dst, Value::Set(set), now_s);
             (true, true)
         }
     };
@@ -323,8 +323,11 @@ fn spop(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
         return Ok(());
     };
     let set = set_mut(entry)?;
-    out.bulk(&set.pop_random(&mut rng));
+    let member = set.pop_random(&mut rng);
+    out.bulk(&member);
     let emptied = set.is_empty();
+    // Journalled as the removal of the member drawn, not as a new draw.
+    ctx.srv.effects.journal_instead(&[&b"SREM"[..], key, &member]);
     notify(ctx, notify::SET, "spop", key);
     if emptied {
         ctx.db().remove(key);
@@ -340,6 +343,15 @@ fn spop_with_count(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let count = parse_i64(args[2]).and_then(|n| usize::try_from(n).ok()).ok_or(CmdError::from(MUST_BE_POSITIVE))?;
     let limits = limits(ctx);
     let mut rng = command_rng(ctx);
+    let journal = ctx.srv.effects.enabled;
+    let whole_set_deletion = if ctx.srv.config.lazyfree_lazy_server_del { &b"UNLINK"[..] } else { b"DEL" };
+    // The members popped, in reply order: journalled as SREMs.
+    let mut popped: Vec<Vec<u8>> = Vec::new();
+    let mut remember = |item: Item<'_>| {
+        if journal {
+            popped.push(item.to_vec());
+        }
+    };
     let (entry, out) = ctx.lookup(key, Lookup::Write);
     let Some(entry) = entry else {
         out.set(0);
@@ -359,6 +371,7 @@ fn spop_with_count(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
         ctx.srv.stats.keyspace_hits += 1;
         ctx.db().remove(key);
         ctx.dirty(size as u64);
+        ctx.srv.effects.journal_instead(&[whole_set_deletion, key]);
         notify(ctx, notify::SET, "spop", key);
         notify(ctx, notify::GENERIC, "del", key);
         return Ok(());
@@ -367,12 +380,17 @@ fn spop_with_count(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let remaining = size - count;
     if remaining * SPOP_MOVE_STRATEGY_MUL > count {
         if set.encoding() == Encoding::Listpack {
-            let popped = choose_in_order(size, count, &mut rng);
-            set.iter().zip(&popped).filter(|(_, &p)| p).for_each(|(item, _)| reply_member(out, item));
-            set.retain_indexes(|i| !popped[i]);
+            let chosen = choose_in_order(size, count, &mut rng);
+            set.iter().zip(&chosen).filter(|(_, &p)| p).for_each(|(item, _)| {
+                remember(item);
+                reply_member(out, item)
+            });
+            set.retain_indexes(|i| !chosen[i]);
         } else {
             for _ in 0..count {
-                out.bulk(&set.pop_random(&mut rng));
+                let member = set.pop_random(&mut rng);
+                remember(Item::Str(&member));
+                out.bulk(&member);
             }
         }
     } else {
@@ -393,10 +411,19 @@ fn spop_with_count(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
             }
             kept
         };
-        set.iter().for_each(|item| reply_member(out, item));
+        set.iter().for_each(|item| {
+            remember(item);
+            reply_member(out, item)
+        });
         *set = kept;
     }
     ctx.dirty(count as u64);
+    // SREMs of at most 1024 members each, as Valkey journals them.
+    for batch in popped.chunks(1024) {
+        let mut srem: Vec<&[u8]> = vec![b"SREM", key];
+        srem.extend(batch.iter().map(Vec::as_slice));
+        ctx.srv.effects.journal_instead(&srem);
+    }
     notify(ctx, notify::SET, "spop", key);
     Ok(())
 }

@@ -325,7 +325,7 @@ fn sort_generic(ctx: &mut Ctx, args: &[&[u8]], read_only: bool) -> CmdResult {
         list.settle_encoding(fill);
         let lru = ctx.lru_now();
         let existed = ctx.lookup(destination, Lookup::Write).0.is_some();
-        ctx.db().set(destination, Value::List(Box::new(list)), lru);
+        ctx.db().set(destination, Value::List(list), lru);
         ctx.dirty(output_len as u64);
         if !existed {
             notify::new_key(ctx, destination);

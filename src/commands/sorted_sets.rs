@@ -293,7 +293,7 @@ fn add_generic(ctx: &mut Ctx, args: &[&[u8]], incr: bool) -> CmdResult {
         None => out.null(),
     }
     if let Some(z) = created.filter(|z| !z.is_empty()) {
-        ctx.db().set(key, Value::ZSet(Box::new(z)), lru);
+        ctx.db().set(key, Value::ZSet(z), lru);
         notify::new_key(ctx, key);
     }
     ctx.dirty((added + updated) as u64);
@@ -594,7 +594,7 @@ fn store_result(ctx: &mut Ctx, destination: &[u8], elements: Vec<(Vec<u8>, f64)>
     let zset = ZSet::from_sorted(elements, limits(ctx));
     let lru = ctx.lru_now();
     let existed = ctx.lookup(destination, Lookup::Write).0.is_some();
-    ctx.db().set(destination, Value::ZSet(Box::new(zset)), lru);
+    ctx.db().set(destination, Value::ZSet(zset), lru);
     ctx.out.int(count as i64);
     ctx.dirty(1);
     if !existed {
@@ -728,6 +728,14 @@ fn pop_from(ctx: &mut Ctx, key: &[u8], highest: bool, count: Option<u64>, shape:
     }
     let key_deleted = delete_if_empty(ctx, key);
     ctx.dirty(n as u64);
+    // The blocking and multi-key forms are journalled as the ZPOPMIN or
+    // ZPOPMAX they amount to.
+    let journalled: &[u8] = if highest { b"ZPOPMAX" } else { b"ZPOPMIN" };
+    match shape {
+        PopReply::WithKey => ctx.srv.effects.journal_instead(&[journalled, key]),
+        PopReply::KeyAndPairs => ctx.srv.effects.journal_instead(&[journalled, key, n.to_string().as_bytes()]),
+        PopReply::Plain { .. } => {}
+    }
     if n > 0 {
         notify_removal(ctx, key, if highest { "zpopmax" } else { "zpopmin" }, key_deleted);
     }

@@ -68,10 +68,10 @@ impl Limits {
 pub fn value_from_rdb(value: RdbValue, encoding: Encoding, limits: &Limits) -> Result<Value, String> {
     Ok(match value {
         RdbValue::String(bytes) => Value::string(&bytes),
-        RdbValue::List(items) => Value::List(Box::new(list_from_rdb(&items, encoding, limits.list_fill)?)),
-        RdbValue::Set(members) => Value::Set(Box::new(set_from_rdb(members, encoding, limits.set)?)),
+        RdbValue::List(items) => Value::List(list_from_rdb(&items, encoding, limits.list_fill)?),
+        RdbValue::Set(members) => Value::Set(set_from_rdb(members, encoding, limits.set)?),
         RdbValue::Hash(pairs) => Value::Hash(hash_from_rdb(pairs, encoding, limits)?),
-        RdbValue::SortedSet(items) => Value::ZSet(Box::new(zset_from_rdb(items, encoding, limits.zset)?)),
+        RdbValue::SortedSet(items) => Value::ZSet(zset_from_rdb(items, encoding, limits.zset)?),
         RdbValue::Stream(stream) => Value::Stream(Box::new(stream_from_rdb(*stream, limits.stream_nodes)?)),
     })
 }
@@ -277,7 +277,7 @@ pub fn payload_of(value: &Value) -> ValuePayload<'_> {
         },
         Value::Set(set) => {
             if let Some(blob) = set.intset_blob() {
-                Payload::SetIntset(Cow::Owned(blob))
+                Payload::SetIntset(Cow::Borrowed(blob))
             } else if let Some(lp) = set.listpack() {
                 Payload::SetListpack(Cow::Borrowed(lp.as_bytes()))
             } else {

@@ -14,10 +14,10 @@
 //! cursor that cannot miss a field present for the whole scan (see
 //! [`Hash::scan`]).
 
-use std::ptr::NonNull;
-
-use ferrokey_formats::listpack::{entry_size, Item, Listpack, ListpackRef};
+use ferrokey_formats::listpack::{Item, Listpack, ListpackRef};
 use indexmap::IndexMap;
+
+use crate::types::compact::{Compact, Form, FormMut};
 
 type FieldTable = IndexMap<Box<[u8]>, Box<[u8]>, foldhash::fast::RandomState>;
 
@@ -40,130 +40,13 @@ impl Limits {
     }
 }
 
-/// A hash is one tagged pointer: to the bytes of its listpack, or (low
-/// bit set) to its boxed table. Small hashes are the most numerous values
-/// there are; a single word inside the key's [`crate::value::Value`] saves
-/// the separate allocation a `Box<Hash>` needs (32 bytes a hash) and keeps
-/// `Value` two words wide, which is what lets a million small hashes take
-/// no more memory than in Valkey.
+/// A hash is one word: a pointer to the bytes of its listpack or to its
+/// boxed table (see [`crate::types::compact`]). Small hashes are the most
+/// numerous values there are; no allocation besides the listpack is what
+/// lets a million of them take no more memory than in Valkey.
+#[derive(Clone)]
 pub struct Hash {
-    tagged: NonNull<u8>,
-}
-
-/// Marks a pointer to a table rather than to listpack bytes.
-const TABLE_TAG: usize = 1;
-/// Listpack allocations are aligned so that the tag bit is free.
-const LISTPACK_ALIGN: usize = 8;
-
-/// A hash's representation, borrowed.
-enum Repr<'a> {
-    Listpack(ListpackRef<'a>),
-    Table(&'a FieldTable),
-}
-
-/// A hash's representation, borrowed for a change.
-enum ReprMut<'a> {
-    Listpack(&'a mut Hash),
-    Table(&'a mut FieldTable),
-}
-
-fn listpack_layout(total: usize) -> std::alloc::Layout {
-    std::alloc::Layout::from_size_align(total, LISTPACK_ALIGN).expect("listpack layout")
-}
-
-impl Hash {
-    /// Stores a listpack's bytes in an allocation of exactly their size.
-    fn with_listpack(lp: &Listpack) -> Hash {
-        let bytes = lp.as_bytes();
-        let layout = listpack_layout(bytes.len());
-        // SAFETY: a listpack is never empty (header and terminator), and the
-        // new allocation is filled before it is read.
-        unsafe {
-            let ptr = std::alloc::alloc(layout);
-            let Some(ptr) = NonNull::new(ptr) else { std::alloc::handle_alloc_error(layout) };
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.as_ptr(), bytes.len());
-            Hash { tagged: ptr }
-        }
-    }
-
-    fn with_table(table: Box<FieldTable>) -> Hash {
-        let ptr = Box::into_raw(table) as *mut u8;
-        let tagged = ptr.map_addr(|a| a | TABLE_TAG);
-        Hash { tagged: NonNull::new(tagged).expect("box pointers are not null") }
-    }
-
-    fn is_table(&self) -> bool {
-        self.tagged.as_ptr().addr() & TABLE_TAG != 0
-    }
-
-    fn table_ptr(&self) -> *mut FieldTable {
-        self.tagged.as_ptr().map_addr(|a| a & !TABLE_TAG) as *mut FieldTable
-    }
-
-    /// The listpack bytes (only when not a table).
-    fn listpack_bytes(&self) -> &[u8] {
-        let ptr = self.tagged.as_ptr();
-        // SAFETY: an untagged pointer points to a whole listpack, whose
-        // first four bytes are its total length: the allocation's length.
-        unsafe {
-            let total = u32::from_le_bytes(*(ptr as *const [u8; 4])) as usize;
-            std::slice::from_raw_parts(ptr, total)
-        }
-    }
-
-    fn repr(&self) -> Repr<'_> {
-        if self.is_table() {
-            // SAFETY: a tagged pointer came from Box<FieldTable>::into_raw.
-            Repr::Table(unsafe { &*self.table_ptr() })
-        } else {
-            Repr::Listpack(ListpackRef::from_trusted(self.listpack_bytes()))
-        }
-    }
-
-    fn repr_mut(&mut self) -> ReprMut<'_> {
-        if self.is_table() {
-            // SAFETY: as in repr, and `&mut self` makes the access exclusive.
-            ReprMut::Table(unsafe { &mut *self.table_ptr() })
-        } else {
-            ReprMut::Listpack(self)
-        }
-    }
-
-    /// Changes the listpack through the owned type; the result is stored
-    /// back at its exact size, as Valkey reallocates on every change.
-    fn modify_listpack<R>(&mut self, change: impl FnOnce(&mut Listpack) -> R) -> R {
-        let mut lp = Listpack::from_trusted_bytes(self.listpack_bytes().to_vec());
-        let result = change(&mut lp);
-        self.replace(Hash::with_listpack(&lp));
-        result
-    }
-
-    fn replace(&mut self, other: Hash) {
-        // Dropping the old value frees its allocation.
-        drop(std::mem::replace(self, other));
-    }
-}
-
-impl Drop for Hash {
-    fn drop(&mut self) {
-        if self.is_table() {
-            // SAFETY: the tagged pointer owns the box it came from.
-            unsafe { drop(Box::from_raw(self.table_ptr())) };
-        } else {
-            let layout = listpack_layout(self.listpack_bytes().len());
-            // SAFETY: allocated in with_listpack with this same layout.
-            unsafe { std::alloc::dealloc(self.tagged.as_ptr(), layout) };
-        }
-    }
-}
-
-impl Clone for Hash {
-    fn clone(&self) -> Hash {
-        match self.repr() {
-            Repr::Listpack(lp) => Hash::with_listpack(&Listpack::from_trusted_bytes(lp.as_bytes().to_vec())),
-            Repr::Table(t) => Hash::with_table(Box::new(t.clone())),
-        }
-    }
+    repr: Compact<FieldTable>,
 }
 
 impl std::fmt::Debug for Hash {
@@ -172,20 +55,16 @@ impl std::fmt::Debug for Hash {
     }
 }
 
-// SAFETY: a Hash owns what its pointer points to exclusively, like a Box.
-unsafe impl Send for Hash {}
-unsafe impl Sync for Hash {}
-
 impl Default for Hash {
     fn default() -> Self {
-        Hash::with_listpack(&Listpack::new())
+        Hash::from_listpack(Listpack::new())
     }
 }
 
 impl Hash {
     /// The name OBJECT ENCODING reports.
     pub fn encoding_name(&self) -> &'static str {
-        if self.is_table() {
+        if self.repr.is_big() {
             "hashtable"
         } else {
             "listpack"
@@ -195,14 +74,14 @@ impl Hash {
     /// Whether the pairs are in the listpack (which keeps them in
     /// insertion order) rather than the table.
     pub fn is_listpack(&self) -> bool {
-        !self.is_table()
+        !self.repr.is_big()
     }
 
     /// Number of fields.
     pub fn len(&self) -> usize {
-        match self.repr() {
-            Repr::Listpack(lp) => lp.len() / 2,
-            Repr::Table(t) => t.len(),
+        match self.repr.form() {
+            Form::Listpack(lp) => lp.len() / 2,
+            Form::Big(t) => t.len(),
         }
     }
 
@@ -212,9 +91,9 @@ impl Hash {
 
     /// An estimate of the heap memory held (MEMORY USAGE, INFO).
     pub fn heap_size(&self) -> usize {
-        match self.repr() {
-            Repr::Listpack(lp) => lp.total_bytes(),
-            Repr::Table(t) => {
+        match self.repr.form() {
+            Form::Listpack(lp) => lp.total_bytes(),
+            Form::Big(t) => {
                 let slot = std::mem::size_of::<(u64, Box<[u8]>, Box<[u8]>)>();
                 // The index part: a word and a control byte per bucket, at
                 // most 7/8 full.
@@ -225,21 +104,14 @@ impl Hash {
         }
     }
 
-    fn repr_listpack_find(&self, field: &[u8]) -> Option<usize> {
-        match self.repr() {
-            Repr::Listpack(lp) => lp.find(field, 2),
-            Repr::Table(_) => None,
-        }
-    }
-
     /// The value of `field`, if present.
     pub fn get(&self, field: &[u8]) -> Option<Item<'_>> {
-        match self.repr() {
-            Repr::Listpack(lp) => {
+        match self.repr.form() {
+            Form::Listpack(lp) => {
                 let at = lp.find(field, 2)?;
                 Some(lp.get(lp.next(at)?))
             }
-            Repr::Table(t) => t.get(field).map(|v| Item::Str(v)),
+            Form::Big(t) => t.get(field).map(|v| Item::Str(v)),
         }
     }
 
@@ -253,7 +125,7 @@ impl Hash {
     /// longer than the byte limit, or a listpack that would pass its
     /// safety size.
     pub fn prepare_for_write(&mut self, args: &[&[u8]], limits: &Limits) {
-        let Repr::Listpack(lp) = self.repr() else { return };
+        let Form::Listpack(lp) = self.repr.form() else { return };
         let total_bytes = lp.total_bytes();
         let new_fields = args.len() / 2;
         if new_fields as u64 > limits.max_entries {
@@ -275,19 +147,15 @@ impl Hash {
         if self.is_listpack() && (limits.too_long(field) || limits.too_long(value)) {
             self.convert_to_table(0);
         }
-        match self.repr_mut() {
-            ReprMut::Listpack(hash) => {
-                // Growing by exactly what is added keeps the listpack at
-                // its byte size, as Valkey's reallocation does.
-                let (created, pairs) = hash.modify_listpack(|lp| {
+        match self.repr.form_mut() {
+            FormMut::Listpack(mut lp) => {
+                let (created, pairs) = lp.modify(|lp| {
                     let created = match lp.find(field, 2).and_then(|at| lp.next(at)) {
                         Some(value_at) => {
-                            lp.reserve_exact(entry_size(value));
                             lp.replace_at(value_at, value);
                             false
                         }
                         None => {
-                            lp.reserve_exact(entry_size(field) + entry_size(value));
                             lp.push_back(field);
                             lp.push_back(value);
                             true
@@ -300,7 +168,7 @@ impl Hash {
                 }
                 created
             }
-            ReprMut::Table(t) => match t.get_mut(field) {
+            FormMut::Big(t) => match t.get_mut(field) {
                 Some(old) => {
                     *old = value.into();
                     false
@@ -315,34 +183,34 @@ impl Hash {
 
     /// Removes `field`. Returns whether it was there.
     pub fn remove(&mut self, field: &[u8]) -> bool {
-        match self.repr_mut() {
-            ReprMut::Listpack(hash) => match hash.repr_listpack_find(field) {
+        match self.repr.form_mut() {
+            FormMut::Listpack(mut lp) => match lp.view().find(field, 2) {
                 Some(at) => {
-                    hash.modify_listpack(|lp| lp.delete_at(at, 2));
+                    lp.modify(|lp| lp.delete_at(at, 2));
                     true
                 }
                 None => false,
             },
             // Moving the last field into the hole keeps removal O(1) and is
             // what the scan cursor relies on.
-            ReprMut::Table(t) => t.swap_remove(field).is_some(),
+            FormMut::Big(t) => t.swap_remove(field).is_some(),
         }
     }
 
     /// Every (field, value) pair, in the order HGETALL answers them.
     pub fn iter(&self) -> Pairs<'_> {
-        match self.repr() {
-            Repr::Listpack(lp) => Pairs::Listpack(lp.iter()),
-            Repr::Table(t) => Pairs::Table(t.iter()),
+        match self.repr.form() {
+            Form::Listpack(lp) => Pairs::Listpack(lp.iter()),
+            Form::Big(t) => Pairs::Table(t.iter()),
         }
     }
 
     /// Random access to the pairs by position (0..len), for HRANDFIELD.
     /// A listpack is walked once to find where each pair starts.
     pub fn positions(&self) -> Positions<'_> {
-        match self.repr() {
-            Repr::Listpack(lp) => Positions::Listpack(lp, lp.iter().step_by(2).map(|(at, _)| at).collect()),
-            Repr::Table(t) => Positions::Table(t),
+        match self.repr.form() {
+            Form::Listpack(lp) => Positions::Listpack(lp, lp.iter().step_by(2).map(|(at, _)| at).collect()),
+            Form::Big(t) => Positions::Table(t),
         }
     }
 
@@ -354,12 +222,12 @@ impl Hash {
     /// for the whole scan is always visited (perhaps twice), and fields
     /// added meanwhile land above the cursor.
     pub fn scan<'a>(&'a self, cursor: u64, count: usize, mut visit: impl FnMut(Item<'a>, Item<'a>)) -> u64 {
-        match self.repr() {
-            Repr::Listpack(_) => {
+        match self.repr.form() {
+            Form::Listpack(_) => {
                 self.iter().for_each(|(f, v)| visit(f, v));
                 0
             }
-            Repr::Table(t) => {
+            Form::Big(t) => {
                 let len = t.len() as u64;
                 let mut pos = if cursor == 0 || cursor > len { len } else { cursor };
                 let mut budget = count.max(1);
@@ -377,13 +245,13 @@ impl Hash {
     /// Moves the pairs into a table with room for at least `room` fields
     /// (a write that brings many new fields sizes the table once).
     fn convert_to_table(&mut self, room: usize) {
-        let Repr::Listpack(lp) = self.repr() else { return };
+        let Form::Listpack(lp) = self.repr.form() else { return };
         let capacity = (lp.len() / 2).max(room);
         let mut table = FieldTable::with_capacity_and_hasher(capacity, Default::default());
         for (field, value) in self.iter() {
             table.insert(field.to_vec().into(), value.to_vec().into());
         }
-        self.replace(Hash::with_table(Box::new(table)));
+        self.repr = Compact::big(table);
     }
 
     /// A hash around a listpack of field/value pairs that was read from an
@@ -391,7 +259,7 @@ impl Hash {
     /// fields). Valkey's loader keeps such a listpack as it is whatever the
     /// value lengths; the caller converts it when it holds too many fields.
     pub fn from_listpack(lp: Listpack) -> Hash {
-        Hash::with_listpack(&lp)
+        Hash { repr: Compact::listpack(lp.view()) }
     }
 
     /// A table-encoded hash of `pairs` (distinct fields), as a loaded hash
@@ -401,15 +269,15 @@ impl Hash {
         for (field, value) in pairs {
             table.insert(field.into(), value.into());
         }
-        Hash::with_table(Box::new(table))
+        Hash { repr: Compact::big(table) }
     }
 
     /// The listpack of a listpack-encoded hash, as RDB files and DUMP
     /// payloads store it.
     pub fn as_listpack(&self) -> Option<ListpackRef<'_>> {
-        match self.repr() {
-            Repr::Listpack(lp) => Some(lp),
-            Repr::Table(_) => None,
+        match self.repr.form() {
+            Form::Listpack(lp) => Some(lp),
+            Form::Big(_) => None,
         }
     }
 }

@@ -17,7 +17,9 @@
 use std::borrow::Cow;
 use std::collections::VecDeque;
 
-use ferrokey_formats::listpack::{entry_size, Item, Listpack};
+use ferrokey_formats::listpack::{entry_size, Item, Listpack, ListpackRef};
+
+use crate::types::compact::{Compact, Form, FormMut};
 
 /// Bytes per node for the negative fill values -1 to -5.
 const NODE_BYTES_BY_CLASS: [usize; 5] = [4096, 8192, 16384, 32768, 65536];
@@ -164,16 +166,17 @@ fn replace_in(lp: &mut Listpack, index: usize, ele: &[u8]) {
     let Some(p) = lp.seek(index as i64) else { return };
     lp.reserve_exact(entry_size(ele));
     lp.replace_at(p, ele);
-    release_slack(lp);
 }
 
 fn delete_in(lp: &mut Listpack, index: usize, n: usize) {
     if let Some(p) = lp.seek(index as i64) {
         lp.delete_at(p, n);
-        release_slack(lp);
     }
 }
 
+/// Shrinks a quicklist node after a removal or replacement made it much
+/// smaller than its allocation. (A listpack-encoded list is stored at its
+/// exact size anyway.)
 fn release_slack(lp: &mut Listpack) {
     if lp.capacity() > SLACK_FACTOR * lp.total_bytes() {
         lp.shrink_to_fit();
@@ -210,9 +213,6 @@ fn remove_matches(lp: &mut Listpack, ele: &[u8], budget: usize, from_tail: bool)
                 at = lp.next(p);
             }
         }
-    }
-    if removed > 0 {
-        release_slack(lp);
     }
     removed
 }
@@ -443,6 +443,7 @@ impl Quicklist {
             // The size limit is not checked here: Valkey lets a replacement overfill a node.
             Node::Packed(lp) if !large => {
                 replace_in(lp, offset, ele);
+                release_slack(lp);
                 return;
             }
             Node::Plain(element) if large => {
@@ -473,6 +474,7 @@ impl Quicklist {
         } else {
             if let Node::Packed(lp) = &mut self.nodes[ni] {
                 delete_in(lp, offset, 1);
+                release_slack(lp);
             }
             self.merge_around(ni + 1);
         }
@@ -490,6 +492,7 @@ impl Quicklist {
             match &mut self.nodes[ni] {
                 Node::Packed(lp) if del < node_count => {
                     delete_in(lp, offset, del);
+                    release_slack(lp);
                     ni += 1;
                 }
                 _ => {
@@ -511,6 +514,9 @@ impl Quicklist {
             let (gone, emptied) = match &mut self.nodes[ni] {
                 Node::Packed(lp) => {
                     let gone = remove_matches(lp, ele, budget - removed, from_tail);
+                    if gone > 0 {
+                        release_slack(lp);
+                    }
                     (gone, lp.is_empty())
                 }
                 Node::Plain(element) => {
@@ -533,15 +539,11 @@ impl Quicklist {
     }
 }
 
-#[derive(Clone, Debug)]
-enum Repr {
-    Listpack(Listpack),
-    Quicklist(Quicklist),
-}
-
+/// A list is one word: a pointer to the bytes of its listpack, or to its
+/// boxed quicklist (see [`crate::types::compact`]).
 #[derive(Clone, Debug)]
 pub struct List {
-    repr: Repr,
+    repr: Compact<Quicklist>,
 }
 
 impl Default for List {
@@ -553,19 +555,23 @@ impl Default for List {
 /// A node as RDB and DUMP write it.
 #[derive(Clone, Copy, Debug)]
 pub enum NodeView<'a> {
-    Packed(&'a Listpack),
+    Packed(ListpackRef<'a>),
     Plain(&'a [u8]),
 }
 
 impl List {
     /// An empty list, listpack-encoded (pushes convert it as needed).
     pub fn new() -> List {
-        List { repr: Repr::Listpack(Listpack::new()) }
+        List::packed(&Listpack::new())
+    }
+
+    fn packed(lp: &Listpack) -> List {
+        List { repr: Compact::listpack(lp.view()) }
     }
 
     /// A list holding `lp`, converted to a quicklist if `fill` calls for it.
     pub fn from_listpack(lp: Listpack, fill: i64) -> List {
-        let mut list = List { repr: Repr::Listpack(lp) };
+        let mut list = List::packed(&lp);
         list.settle_encoding(fill);
         list
     }
@@ -580,7 +586,7 @@ impl List {
                 ql.nodes.push_back(node);
             }
         }
-        let mut list = List { repr: Repr::Quicklist(ql) };
+        let mut list = List { repr: Compact::big(ql) };
         list.settle_encoding(fill);
         list
     }
@@ -596,22 +602,23 @@ impl List {
                 ql.nodes.push_back(node);
             }
         }
-        List { repr: Repr::Quicklist(ql) }
+        List { repr: Compact::big(ql) }
     }
 
     /// The name OBJECT ENCODING reports.
     pub fn encoding_name(&self) -> &'static str {
-        match self.repr {
-            Repr::Listpack(_) => "listpack",
-            Repr::Quicklist(_) => "quicklist",
+        if self.repr.is_big() {
+            "quicklist"
+        } else {
+            "listpack"
         }
     }
 
     /// Number of elements.
     pub fn len(&self) -> usize {
-        match &self.repr {
-            Repr::Listpack(lp) => lp.len(),
-            Repr::Quicklist(ql) => ql.count,
+        match self.repr.form() {
+            Form::Listpack(lp) => lp.len(),
+            Form::Big(ql) => ql.count,
         }
     }
 
@@ -621,30 +628,30 @@ impl List {
 
     /// An estimate of the heap memory held (MEMORY USAGE, INFO).
     pub fn heap_size(&self) -> usize {
-        match &self.repr {
-            Repr::Listpack(lp) => lp.capacity(),
-            Repr::Quicklist(ql) => {
+        match self.repr.form() {
+            Form::Listpack(lp) => lp.total_bytes(),
+            Form::Big(ql) => {
                 ql.nodes.capacity() * std::mem::size_of::<Node>() + ql.nodes.iter().map(Node::heap_size).sum::<usize>()
             }
         }
     }
 
     /// The listpack of a listpack-encoded list.
-    pub fn as_listpack(&self) -> Option<&Listpack> {
-        match &self.repr {
-            Repr::Listpack(lp) => Some(lp),
-            Repr::Quicklist(_) => None,
+    pub fn as_listpack(&self) -> Option<ListpackRef<'_>> {
+        match self.repr.form() {
+            Form::Listpack(lp) => Some(lp),
+            Form::Big(_) => None,
         }
     }
 
     /// The nodes of a quicklist-encoded list, head first (none for a listpack).
     pub fn quicklist_nodes(&self) -> impl Iterator<Item = NodeView<'_>> {
-        let nodes = match &self.repr {
-            Repr::Quicklist(ql) => Some(ql.nodes.iter()),
-            Repr::Listpack(_) => None,
+        let nodes = match self.repr.form() {
+            Form::Big(ql) => Some(ql.nodes.iter()),
+            Form::Listpack(_) => None,
         };
         nodes.into_iter().flatten().map(|node| match node {
-            Node::Packed(lp) => NodeView::Packed(lp),
+            Node::Packed(lp) => NodeView::Packed(lp.view()),
             Node::Plain(element) => NodeView::Plain(element),
         })
     }
@@ -653,17 +660,16 @@ impl List {
     /// pass the limit with `added_entries` more elements of `added_bytes`
     /// bytes in all becomes a quicklist (with the listpack as its first node).
     pub fn prepare_growth(&mut self, added_bytes: usize, added_entries: usize, fill: i64) {
-        let Repr::Listpack(lp) = &mut self.repr else { return };
+        let Form::Listpack(lp) = self.repr.form() else { return };
         if !exceeds_limit(fill, lp.total_bytes() + added_bytes, lp.len() + added_entries) {
             return;
         }
-        let lp = std::mem::take(lp);
         let mut ql = Quicklist::new(fill);
         if !lp.is_empty() {
             ql.count = lp.len();
-            ql.nodes.push_back(Node::Packed(lp));
+            ql.nodes.push_back(Node::Packed(Listpack::from_trusted_bytes(lp.as_bytes().to_vec())));
         }
-        self.repr = Repr::Quicklist(ql);
+        self.repr = Compact::big(ql);
     }
 
     /// Valkey's check after elements were removed: a quicklist down to one
@@ -674,14 +680,15 @@ impl List {
 
     /// Picks the encoding for a list built wholesale (loading, restoring).
     pub fn settle_encoding(&mut self, fill: i64) {
-        match self.repr {
-            Repr::Listpack(_) => self.prepare_growth(0, 0, fill),
-            Repr::Quicklist(_) => self.try_into_listpack(fill, false),
+        if self.repr.is_big() {
+            self.try_into_listpack(fill, false);
+        } else {
+            self.prepare_growth(0, 0, fill);
         }
     }
 
     fn try_into_listpack(&mut self, fill: i64, shrinking: bool) {
-        let Repr::Quicklist(ql) = &mut self.repr else { return };
+        let Form::Big(ql) = self.repr.form() else { return };
         if ql.nodes.len() != 1 {
             return;
         }
@@ -689,31 +696,29 @@ impl List {
         if !fits_one_listpack(fill, lp.total_bytes(), ql.count, shrinking) {
             return;
         }
-        if let Some(Node::Packed(lp)) = ql.nodes.pop_front() {
-            self.repr = Repr::Listpack(lp);
-        }
+        self.repr = Compact::listpack(lp.view());
     }
 
     pub fn push(&mut self, ele: &[u8], end: End) {
-        match &mut self.repr {
-            Repr::Listpack(lp) => push_into(lp, ele, end),
-            Repr::Quicklist(ql) => ql.push(ele, end),
+        match self.repr.form_mut() {
+            FormMut::Listpack(mut lp) => lp.modify(|lp| push_into(lp, ele, end)),
+            FormMut::Big(ql) => ql.push(ele, end),
         }
     }
 
     pub fn pop(&mut self, end: End) -> Option<Popped> {
-        match &mut self.repr {
-            Repr::Listpack(lp) => {
+        match self.repr.form_mut() {
+            FormMut::Listpack(mut lp) => {
+                let view = lp.view();
                 let p = match end {
-                    End::Head => lp.first(),
-                    End::Tail => lp.last(),
+                    End::Head => view.first(),
+                    End::Tail => view.last(),
                 }?;
-                let element = lp.get(p).to_vec();
-                lp.delete_at(p, 1);
-                release_slack(lp);
+                let element = view.get(p).to_vec();
+                lp.modify(|lp| lp.delete_at(p, 1));
                 Some(Popped::Bytes(element))
             }
-            Repr::Quicklist(ql) => ql.pop(end),
+            FormMut::Big(ql) => ql.pop(end),
         }
     }
 
@@ -737,9 +742,9 @@ impl List {
         if index >= len {
             return Iter { list: self, node: 0, at: None, remaining: 0, reverse };
         }
-        let (node, offset) = match &self.repr {
-            Repr::Listpack(_) => (0, index),
-            Repr::Quicklist(ql) => ql.locate(index).unwrap_or((0, 0)),
+        let (node, offset) = match self.repr.form() {
+            Form::Listpack(_) => (0, index),
+            Form::Big(ql) => ql.locate(index).unwrap_or((0, 0)),
         };
         let at = match self.node_view(node) {
             Some(NodeView::Packed(lp)) => lp.seek(offset as i64),
@@ -755,10 +760,10 @@ impl List {
     }
 
     fn node_view(&self, node: usize) -> Option<NodeView<'_>> {
-        match &self.repr {
-            Repr::Listpack(lp) => (node == 0).then_some(NodeView::Packed(lp)),
-            Repr::Quicklist(ql) => ql.nodes.get(node).map(|n| match n {
-                Node::Packed(lp) => NodeView::Packed(lp),
+        match self.repr.form() {
+            Form::Listpack(lp) => (node == 0).then_some(NodeView::Packed(lp)),
+            Form::Big(ql) => ql.nodes.get(node).map(|n| match n {
+                Node::Packed(lp) => NodeView::Packed(lp.view()),
                 Node::Plain(element) => NodeView::Plain(element),
             }),
         }
@@ -768,9 +773,9 @@ impl List {
     /// Returns false when the index is out of range.
     pub fn set(&mut self, index: i64, ele: &[u8]) -> bool {
         let Some(index) = self.position(index) else { return false };
-        match &mut self.repr {
-            Repr::Listpack(lp) => replace_in(lp, index, ele),
-            Repr::Quicklist(ql) => {
+        match self.repr.form_mut() {
+            FormMut::Listpack(mut lp) => lp.modify(|lp| replace_in(lp, index, ele)),
+            FormMut::Big(ql) => {
                 let Some((ni, offset)) = ql.locate(index) else { return false };
                 ql.replace(ni, offset, ele);
             }
@@ -782,9 +787,9 @@ impl List {
     /// Returns false when there is no such element.
     pub fn insert(&mut self, pivot: &[u8], ele: &[u8], after: bool) -> bool {
         let Some(index) = self.iter().position(|item| item.eq_bytes(pivot)) else { return false };
-        match &mut self.repr {
-            Repr::Listpack(lp) => insert_beside(lp, index, ele, after),
-            Repr::Quicklist(ql) => {
+        match self.repr.form_mut() {
+            FormMut::Listpack(mut lp) => lp.modify(|lp| insert_beside(lp, index, ele, after)),
+            FormMut::Big(ql) => {
                 let Some((ni, offset)) = ql.locate(index) else { return false };
                 ql.insert(ni, offset, ele, after);
             }
@@ -796,9 +801,11 @@ impl List {
     /// starting from the head or the tail. Returns how many went.
     pub fn remove(&mut self, ele: &[u8], limit: usize, from_tail: bool) -> usize {
         let budget = if limit == 0 { usize::MAX } else { limit };
-        match &mut self.repr {
-            Repr::Listpack(lp) => remove_matches(lp, ele, budget, from_tail),
-            Repr::Quicklist(ql) => ql.remove_matches(ele, budget, from_tail),
+        match self.repr.form_mut() {
+            // Copying the listpack for a change is only worth it when there is one.
+            FormMut::Listpack(lp) if !lp.view().iter().any(|(_, item)| item.eq_bytes(ele)) => 0,
+            FormMut::Listpack(mut lp) => lp.modify(|lp| remove_matches(lp, ele, budget, from_tail)),
+            FormMut::Big(ql) => ql.remove_matches(ele, budget, from_tail),
         }
     }
 
@@ -807,9 +814,9 @@ impl List {
         if n == 0 || start >= self.len() {
             return;
         }
-        match &mut self.repr {
-            Repr::Listpack(lp) => delete_in(lp, start, n),
-            Repr::Quicklist(ql) => ql.delete_range(start, n),
+        match self.repr.form_mut() {
+            FormMut::Listpack(mut lp) => lp.modify(|lp| delete_in(lp, start, n)),
+            FormMut::Big(ql) => ql.delete_range(start, n),
         }
     }
 
@@ -818,7 +825,7 @@ impl List {
     /// it when it stays a listpack.
     pub fn from_single_node(lp: Listpack, fill: i64) -> List {
         if !lp.is_empty() && fits_one_listpack(fill, lp.total_bytes(), lp.len(), false) {
-            List { repr: Repr::Listpack(lp) }
+            List::packed(&lp)
         } else {
             List::from_nodes([Node::Packed(lp)], fill)
         }
@@ -1051,5 +1058,21 @@ mod tests {
             })
             .sum();
         assert!(list.heap_size() < used + used / 10, "{} allocated for {used} used", list.heap_size());
+    }
+
+    #[test]
+    fn a_small_list_is_one_pointer_to_its_listpack() {
+        // One word, so a Value holds a list without a box of its own.
+        assert_eq!(std::mem::size_of::<List>(), 8);
+        let mut list = List::new();
+        push_all(&mut list, &[b"a", b"b", b"c"], End::Tail, -2);
+        let copy = list.clone();
+        assert_eq!(list.pop(End::Head), Some(Popped::Bytes(b"a".to_vec())));
+        assert_eq!(list.remove(b"zz", 0, false), 0);
+        assert!(list.set(-1, b"z"));
+        assert_eq!(contents(&copy), [b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+        assert_eq!(contents(&list), [b"b".to_vec(), b"z".to_vec()]);
+        // The listpack's bytes are all it allocates.
+        assert_eq!(list.heap_size(), Listpack::from_items([&b"b"[..], b"z"]).total_bytes());
     }
 }

@@ -2,6 +2,7 @@
 //! encoding for small values and its big one past the configured
 //! thresholds (OBJECT ENCODING reports which).
 
+pub mod compact;
 pub mod hash;
 pub mod list;
 pub mod set;

@@ -4,8 +4,9 @@
 //!
 //! - `intset`: every member a canonical 64-bit integer and at most
 //!   set-max-intset-entries of them; kept sorted in the narrowest of 16, 32
-//!   or 64-bit integers that holds them all (widened, never narrowed, like
-//!   Valkey's intset, whose blob RDB files store as is);
+//!   or 64-bit integers that holds them all (widened, never narrowed), in
+//!   the very bytes of Valkey's intset, which RDB files store as they are
+//!   (see `intset`);
 //! - `listpack`: at most set-max-listpack-entries members of at most
 //!   set-max-listpack-value bytes, in insertion order;
 //! - `hashtable`: anything bigger ([`table::Table`]).
@@ -14,14 +15,17 @@
 //! back. New sets built by SPOP, SINTERSTORE and friends start from
 //! whichever encoding Valkey would create them with.
 
+mod intset;
 mod table;
 
-use ferrokey_formats::listpack::{Item, Listpack};
+use ferrokey_formats::listpack::{Item, Listpack, ListpackRef};
 use ferrokey_formats::resp::parse_i64;
 use rand::Rng;
 
 use crate::config::Config;
+use crate::types::compact::{Compact, Form, FormMut, Intsets};
 
+use intset::Ints;
 use table::Table;
 
 /// The encoding thresholds in force when a command runs.
@@ -55,29 +59,37 @@ pub enum Encoding {
     Hashtable,
 }
 
+/// A set is one word: a pointer to its intset or listpack bytes, or to
+/// its boxed hash table (see [`crate::types::compact`]).
 #[derive(Clone, Debug)]
 pub struct Set {
-    repr: Repr,
+    repr: Compact<Table, Intsets>,
 }
 
+/// Members of an intset being built: what an RDB file or a RESTORE payload
+/// holds, sorted and distinct, in the width it was stored in.
 #[derive(Clone, Debug)]
-enum Repr {
-    Ints(IntSet),
-    Packed(Listpack),
-    Table(Table),
+pub enum IntSet {
+    I16(Vec<i16>),
+    I32(Vec<i32>),
+    I64(Vec<i64>),
 }
 
 impl Set {
     pub fn new_intset() -> Set {
-        Set { repr: Repr::Ints(IntSet::default()) }
+        Set::with_intset(&intset::encode(&[]))
     }
 
     pub fn new_listpack() -> Set {
-        Set { repr: Repr::Packed(Listpack::new()) }
+        Set { repr: Compact::listpack(Listpack::new().view()) }
     }
 
     pub fn new_hashtable(capacity: usize) -> Set {
-        Set { repr: Repr::Table(Table::with_capacity(capacity)) }
+        Set { repr: Compact::big(Table::with_capacity(capacity)) }
+    }
+
+    fn with_intset(bytes: &[u8]) -> Set {
+        Set { repr: Compact::intset(bytes) }
     }
 
     /// The set a new key gets when `first` is about to be added along with
@@ -96,10 +108,10 @@ impl Set {
     /// to be added and would not fit the current encoding anyway
     /// (setTypeMaybeConvert; the hint is the number of members given).
     pub fn prepare_for(&mut self, size_hint: usize, limits: SetLimits) {
-        let too_many = match &self.repr {
-            Repr::Ints(_) => size_hint > limits.intset_entries,
-            Repr::Packed(_) => size_hint > limits.listpack_entries,
-            Repr::Table(_) => false,
+        let too_many = match self.encoding() {
+            Encoding::Intset => size_hint > limits.intset_entries,
+            Encoding::Listpack => size_hint > limits.listpack_entries,
+            Encoding::Hashtable => false,
         };
         if too_many {
             self.convert_to_table(size_hint);
@@ -116,19 +128,19 @@ impl Set {
     }
 
     pub fn encoding(&self) -> Encoding {
-        match &self.repr {
-            Repr::Ints(_) => Encoding::Intset,
-            Repr::Packed(_) => Encoding::Listpack,
-            Repr::Table(_) => Encoding::Hashtable,
+        match self.repr.form() {
+            Form::Intset(..) => Encoding::Intset,
+            Form::Listpack(_) => Encoding::Listpack,
+            Form::Big(_) => Encoding::Hashtable,
         }
     }
 
     /// Number of members.
     pub fn len(&self) -> usize {
-        match &self.repr {
-            Repr::Ints(ints) => ints.len(),
-            Repr::Packed(lp) => lp.len(),
-            Repr::Table(table) => table.len(),
+        match self.repr.form() {
+            Form::Intset(bytes, _) => Ints::new(bytes).len(),
+            Form::Listpack(lp) => lp.len(),
+            Form::Big(table) => table.len(),
         }
     }
 
@@ -138,43 +150,43 @@ impl Set {
 
     /// An estimate of the heap memory held (MEMORY USAGE, INFO).
     pub fn heap_size(&self) -> usize {
-        match &self.repr {
-            Repr::Ints(ints) => ints.heap_size(),
-            Repr::Packed(lp) => lp.total_bytes(),
-            Repr::Table(table) => table.heap_size(),
+        match self.repr.form() {
+            Form::Intset(bytes, _) => bytes.len(),
+            Form::Listpack(lp) => lp.total_bytes(),
+            Form::Big(table) => table.heap_size(),
         }
     }
 
     /// The listpack of a listpack-encoded set (for DUMP and RDB).
-    pub fn listpack(&self) -> Option<&Listpack> {
-        match &self.repr {
-            Repr::Packed(lp) => Some(lp),
+    pub fn listpack(&self) -> Option<ListpackRef<'_>> {
+        match self.repr.form() {
+            Form::Listpack(lp) => Some(lp),
             _ => None,
         }
     }
 
-    /// The intset blob of an intset-encoded set, laid out as Valkey stores
-    /// it in RDB files: encoding width and length as u32 LE, then the
-    /// members in ascending order, little-endian.
-    pub fn intset_blob(&self) -> Option<Vec<u8>> {
-        match &self.repr {
-            Repr::Ints(ints) => Some(ints.blob()),
+    /// The bytes of an intset-encoded set, laid out as Valkey keeps them
+    /// and stores them in RDB files: encoding width and length as u32 LE,
+    /// then the members in ascending order, little-endian.
+    pub fn intset_blob(&self) -> Option<&[u8]> {
+        match self.repr.form() {
+            Form::Intset(bytes, _) => Some(bytes),
             _ => None,
         }
     }
 
     pub fn contains(&self, member: &[u8]) -> bool {
-        match &self.repr {
-            Repr::Ints(ints) => parse_i64(member).is_some_and(|v| ints.contains(v)),
-            Repr::Packed(lp) => lp.find(member, 1).is_some(),
-            Repr::Table(table) => table.contains(member),
+        match self.repr.form() {
+            Form::Intset(bytes, _) => parse_i64(member).is_some_and(|v| Ints::new(bytes).contains(v)),
+            Form::Listpack(lp) => lp.find(member, 1).is_some(),
+            Form::Big(table) => table.contains(member),
         }
     }
 
     /// Membership of a member taken from another set.
     pub fn contains_item(&self, item: Item<'_>) -> bool {
-        match (&self.repr, item) {
-            (Repr::Ints(ints), Item::Int(v)) => ints.contains(v),
+        match (self.repr.form(), item) {
+            (Form::Intset(bytes, _), Item::Int(v)) => Ints::new(bytes).contains(v),
             _ => item.with_bytes(|bytes| self.contains(bytes)),
         }
     }
@@ -182,74 +194,79 @@ impl Set {
     /// Adds a member, converting as Valkey's setTypeAdd does. Returns
     /// whether it was new.
     pub fn add(&mut self, member: &[u8], limits: SetLimits) -> bool {
-        match &mut self.repr {
-            Repr::Table(table) => table.insert(member),
-            Repr::Packed(lp) => {
-                if lp.find(member, 1).is_some() {
+        match self.repr.form_mut() {
+            FormMut::Big(table) => table.insert(member),
+            FormMut::Listpack(mut lp) => {
+                let view = lp.view();
+                if view.find(member, 1).is_some() {
                     return false;
                 }
-                let fits = lp.len() < limits.listpack_entries
+                let fits = view.len() < limits.listpack_entries
                     && member.len() <= limits.listpack_value
-                    && lp.total_bytes() + member.len() <= LISTPACK_SAFETY_SIZE;
+                    && view.total_bytes() + member.len() <= LISTPACK_SAFETY_SIZE;
                 if fits {
-                    // Grow by exactly the new entry, as Valkey reallocates.
-                    lp.reserve_exact(ferrokey_formats::listpack::entry_size(member));
-                    lp.push_back(member);
+                    lp.modify(|lp| lp.push_back(member));
                 } else {
-                    let capacity = lp.len() + 1;
+                    let capacity = view.len() + 1;
                     self.convert_to_table(capacity);
                     self.add(member, limits);
                 }
                 true
             }
-            Repr::Ints(ints) => match parse_i64(member) {
-                Some(v) => {
-                    let added = ints.insert(v);
-                    if added && ints.len() > limits.intset_entries {
-                        let len = ints.len();
-                        self.convert_to_table(len);
+            FormMut::Intset(bytes, _) => {
+                let ints = Ints::new(bytes);
+                match parse_i64(member) {
+                    Some(v) => {
+                        let Some(grown) = ints.with(v) else { return false };
+                        *self = Set::with_intset(&grown);
+                        if self.len() > limits.intset_entries {
+                            let len = self.len();
+                            self.convert_to_table(len);
+                        }
+                        true
                     }
-                    added
-                }
-                None => {
-                    if ints.listpack_could_take(member, limits) {
-                        let mut lp = ints.to_listpack();
-                        lp.push_back(member);
-                        lp.shrink_to_fit();
-                        self.repr = Repr::Packed(lp);
-                    } else {
-                        let capacity = ints.len() + 1;
-                        self.convert_to_table(capacity);
-                        self.add(member, limits);
+                    None => {
+                        if listpack_could_take(ints, member, limits) {
+                            let mut lp = intset_to_listpack(ints);
+                            lp.push_back(member);
+                            self.repr = Compact::listpack(lp.view());
+                        } else {
+                            let capacity = ints.len() + 1;
+                            self.convert_to_table(capacity);
+                            self.add(member, limits);
+                        }
+                        true
                     }
-                    true
                 }
-            },
+            }
         }
     }
 
     /// Removes a member; returns whether it was there. Never converts.
     pub fn remove(&mut self, member: &[u8]) -> bool {
-        match &mut self.repr {
-            Repr::Ints(ints) => parse_i64(member).is_some_and(|v| ints.remove(v)),
-            Repr::Packed(lp) => match lp.find(member, 1) {
+        match self.repr.form_mut() {
+            FormMut::Intset(bytes, _) => {
+                let Some(shrunk) = parse_i64(member).and_then(|v| Ints::new(bytes).without(v)) else { return false };
+                *self = Set::with_intset(&shrunk);
+                true
+            }
+            FormMut::Listpack(mut lp) => match lp.view().find(member, 1) {
                 Some(offset) => {
-                    lp.delete_at(offset, 1);
-                    lp.shrink_to_fit();
+                    lp.modify(|lp| lp.delete_at(offset, 1));
                     true
                 }
                 None => false,
             },
-            Repr::Table(table) => table.remove(member),
+            FormMut::Big(table) => table.remove(member),
         }
     }
 
     /// The member at `index` in iteration order (O(1) except for listpacks).
     pub fn get(&self, index: usize) -> Item<'_> {
-        match &self.repr {
-            Repr::Ints(ints) => Item::Int(ints.get(index)),
-            Repr::Packed(lp) => lp.get(lp.seek(index as i64).expect("index within the set")),
-            Repr::Table(table) => Item::Str(table.get(index)),
+        match self.repr.form() {
+            Form::Intset(bytes, _) => Item::Int(Ints::new(bytes).get(index)),
+            Form::Listpack(lp) => lp.get(lp.seek(index as i64).expect("index within the set")),
+            Form::Big(table) => Item::Str(table.get(index)),
         }
     }
 
@@ -261,36 +278,43 @@ impl Set {
     /// Removes a uniformly random member of a non-empty set and returns it.
     pub fn pop_random(&mut self, rng: &mut impl Rng) -> Vec<u8> {
         let index = rng.gen_range(0..self.len());
-        match &mut self.repr {
-            Repr::Ints(ints) => {
-                let v = ints.get(index);
-                ints.remove(v);
-                itoa::Buffer::new().format(v).as_bytes().to_vec()
-            }
-            Repr::Packed(lp) => {
-                let offset = lp.seek(index as i64).expect("index within the set");
-                let member = lp.get(offset).to_vec();
-                lp.delete_at(offset, 1);
-                lp.shrink_to_fit();
+        match self.repr.form_mut() {
+            FormMut::Intset(bytes, _) => {
+                let ints = Ints::new(bytes);
+                let member = itoa::Buffer::new().format(ints.get(index)).as_bytes().to_vec();
+                *self = Set::with_intset(&ints.without_index(index));
                 member
             }
-            Repr::Table(table) => table.take(index),
+            FormMut::Listpack(mut lp) => {
+                let view = lp.view();
+                let offset = view.seek(index as i64).expect("index within the set");
+                let member = view.get(offset).to_vec();
+                lp.modify(|lp| lp.delete_at(offset, 1));
+                member
+            }
+            FormMut::Big(table) => table.take(index),
         }
     }
 
     /// Keeps only the members whose index `keep` accepts (in iteration
     /// order), leaving the encoding as it is.
     pub fn retain_indexes(&mut self, mut keep: impl FnMut(usize) -> bool) {
-        match &mut self.repr {
-            Repr::Ints(ints) => ints.retain_indexes(keep),
-            Repr::Packed(lp) => {
-                let kept: Vec<Vec<u8>> =
-                    lp.iter().enumerate().filter(|(i, _)| keep(*i)).map(|(_, (_, item))| item.to_vec()).collect();
-                let mut rebuilt = Listpack::from_items(kept.iter().map(Vec::as_slice));
-                rebuilt.shrink_to_fit();
-                *lp = rebuilt;
+        match self.repr.form_mut() {
+            FormMut::Intset(bytes, _) => {
+                let kept = Ints::new(bytes).retained(keep);
+                *self = Set::with_intset(&kept);
             }
-            Repr::Table(table) => {
+            FormMut::Listpack(lp) => {
+                let kept: Vec<Vec<u8>> = lp
+                    .view()
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| keep(*i))
+                    .map(|(_, (_, item))| item.to_vec())
+                    .collect();
+                self.repr = Compact::listpack(Listpack::from_items(kept.iter().map(Vec::as_slice)).view());
+            }
+            FormMut::Big(table) => {
                 // Remove from the top down: a removal moves the last member
                 // into the freed position, which has been judged already.
                 for index in (0..table.len()).rev() {
@@ -305,18 +329,18 @@ impl Set {
     /// The members in iteration order: ascending for an intset, insertion
     /// order for a listpack, position order for a hash table.
     pub fn iter(&self) -> Members<'_> {
-        match &self.repr {
-            Repr::Ints(ints) => Members::Ints(ints, 0),
-            Repr::Packed(lp) => Members::Packed(lp.iter()),
-            Repr::Table(table) => Members::Table(table.iter()),
+        match self.repr.form() {
+            Form::Intset(bytes, _) => Members::Ints(Ints::new(bytes), 0),
+            Form::Listpack(lp) => Members::Packed(lp.iter()),
+            Form::Big(table) => Members::Table(table.iter()),
         }
     }
 
     /// One SSCAN step over a hash table; None for the compact encodings,
     /// which SSCAN returns whole.
     pub fn table_scan(&self, cursor: u64, count: usize, visit: impl FnMut(&[u8])) -> Option<u64> {
-        match &self.repr {
-            Repr::Table(table) => Some(table.scan(cursor, count, visit)),
+        match self.repr.form() {
+            Form::Big(table) => Some(table.scan(cursor, count, visit)),
             _ => None,
         }
     }
@@ -325,30 +349,36 @@ impl Set {
     /// has few enough members (done to stored intersections); a set with
     /// another member stays as it is.
     pub fn compact_integers(&mut self, limits: SetLimits) {
-        if matches!(self.repr, Repr::Ints(_)) || self.len() > limits.intset_entries {
+        if self.encoding() == Encoding::Intset || self.len() > limits.intset_entries {
             return;
         }
-        let mut ints = IntSet::default();
+        let mut values = Vec::with_capacity(self.len());
         for item in self.iter() {
             let value = match item {
                 Item::Int(v) => Some(v),
                 Item::Str(s) => parse_i64(s),
             };
             let Some(value) = value else { return };
-            ints.insert(value);
+            values.push(value);
         }
-        self.repr = Repr::Ints(ints);
+        values.sort_unstable();
+        *self = Set::with_intset(&intset::encode(&values));
     }
 
     /// An intset-encoded set holding `ints` (as read from an RDB file or a
     /// RESTORE payload, with the width it was stored in).
     pub fn from_intset(ints: IntSet) -> Set {
-        Set { repr: Repr::Ints(ints) }
+        let (values, width): (Vec<i64>, usize) = match ints {
+            IntSet::I16(v) => (v.into_iter().map(i64::from).collect(), 2),
+            IntSet::I32(v) => (v.into_iter().map(i64::from).collect(), 4),
+            IntSet::I64(v) => (v, 8),
+        };
+        Set::with_intset(&intset::encode_at(&values, width))
     }
 
     /// A listpack-encoded set around a checked listpack of distinct members.
     pub fn from_listpack(lp: Listpack) -> Set {
-        Set { repr: Repr::Packed(lp) }
+        Set { repr: Compact::listpack(lp.view()) }
     }
 
     fn convert_to_table(&mut self, capacity: usize) {
@@ -356,12 +386,45 @@ impl Set {
         for item in self.iter() {
             item.with_bytes(|bytes| table.insert(bytes));
         }
-        self.repr = Repr::Table(table);
+        self.repr = Compact::big(table);
     }
 }
 
+/// Whether converting an intset to a listpack and adding the non-integer
+/// `member` stays within the listpack limits, judged as Valkey does: every
+/// member assumed as long as the longest of the extremes.
+fn listpack_could_take(ints: Ints<'_>, member: &[u8], limits: SetLimits) -> bool {
+    let n = ints.len();
+    let (longest, estimated_bytes) = if n == 0 {
+        (0, 0)
+    } else {
+        let (min, max) = (ints.get(0), ints.get(n - 1));
+        let longest = decimal_len(min).max(decimal_len(max));
+        let repeated = |v: i64| 7 + ferrokey_formats::listpack::int_entry_size(v) * n;
+        (longest, repeated(min).max(repeated(max)))
+    };
+    n < limits.listpack_entries
+        && member.len() <= limits.listpack_value
+        && longest <= limits.listpack_value
+        && estimated_bytes + member.len() <= LISTPACK_SAFETY_SIZE
+}
+
+/// Length of `v` in decimal, sign included.
+fn decimal_len(v: i64) -> usize {
+    itoa::Buffer::new().format(v).len()
+}
+
+fn intset_to_listpack(ints: Ints<'_>) -> Listpack {
+    let mut lp = Listpack::new();
+    let mut decimal = itoa::Buffer::new();
+    for v in ints.iter() {
+        lp.push_back(decimal.format(v).as_bytes());
+    }
+    lp
+}
+
 pub enum Members<'a> {
-    Ints(&'a IntSet, usize),
+    Ints(Ints<'a>, usize),
     Packed(ferrokey_formats::listpack::Iter<'a>),
     Table(table::Iter<'a>),
 }
@@ -383,187 +446,6 @@ impl<'a> Iterator for Members<'a> {
     }
 }
 
-/// Sorted distinct integers in the narrowest width that holds them all.
-#[derive(Clone, Debug)]
-pub enum IntSet {
-    I16(Vec<i16>),
-    I32(Vec<i32>),
-    I64(Vec<i64>),
-}
-
-impl Default for IntSet {
-    fn default() -> IntSet {
-        IntSet::I16(Vec::new())
-    }
-}
-
-/// Inserts into a sorted vector growing it by exactly one element, as
-/// Valkey reallocates its intset on every insertion.
-fn insert_sorted<T: Ord + Copy>(values: &mut Vec<T>, v: T) -> bool {
-    match values.binary_search(&v) {
-        Ok(_) => false,
-        Err(at) => {
-            values.reserve_exact(1);
-            values.insert(at, v);
-            true
-        }
-    }
-}
-
-fn remove_sorted<T: Ord + Copy>(values: &mut Vec<T>, v: T) -> bool {
-    match values.binary_search(&v) {
-        Ok(at) => {
-            values.remove(at);
-            values.shrink_to_fit();
-            true
-        }
-        Err(_) => false,
-    }
-}
-
-fn retain_by_index<T>(values: &mut Vec<T>, mut keep: impl FnMut(usize) -> bool) {
-    let mut index = 0;
-    values.retain(|_| {
-        index += 1;
-        keep(index - 1)
-    });
-    values.shrink_to_fit();
-}
-
-fn widen<T: Copy + Into<i64>, U: TryFrom<i64>>(values: &[T]) -> Vec<U> {
-    let mut wide = Vec::with_capacity(values.len() + 1);
-    wide.extend(values.iter().filter_map(|&v| U::try_from(v.into()).ok()));
-    wide
-}
-
-/// Length of `v` in decimal, sign included.
-fn decimal_len(v: i64) -> usize {
-    itoa::Buffer::new().format(v).len()
-}
-
-impl IntSet {
-    pub fn len(&self) -> usize {
-        match self {
-            IntSet::I16(v) => v.len(),
-            IntSet::I32(v) => v.len(),
-            IntSet::I64(v) => v.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The `i`-th smallest member.
-    pub fn get(&self, i: usize) -> i64 {
-        match self {
-            IntSet::I16(v) => v[i].into(),
-            IntSet::I32(v) => v[i].into(),
-            IntSet::I64(v) => v[i],
-        }
-    }
-
-    /// Bytes per member: 2, 4 or 8.
-    pub fn width(&self) -> usize {
-        match self {
-            IntSet::I16(_) => 2,
-            IntSet::I32(_) => 4,
-            IntSet::I64(_) => 8,
-        }
-    }
-
-    pub fn contains(&self, v: i64) -> bool {
-        match self {
-            IntSet::I16(values) => i16::try_from(v).is_ok_and(|v| values.binary_search(&v).is_ok()),
-            IntSet::I32(values) => i32::try_from(v).is_ok_and(|v| values.binary_search(&v).is_ok()),
-            IntSet::I64(values) => values.binary_search(&v).is_ok(),
-        }
-    }
-
-    pub fn insert(&mut self, v: i64) -> bool {
-        match self {
-            IntSet::I16(values) => match i16::try_from(v) {
-                Ok(narrow) => return insert_sorted(values, narrow),
-                Err(_) if i32::try_from(v).is_ok() => *self = IntSet::I32(widen(values)),
-                Err(_) => *self = IntSet::I64(widen(values)),
-            },
-            IntSet::I32(values) => match i32::try_from(v) {
-                Ok(narrow) => return insert_sorted(values, narrow),
-                Err(_) => *self = IntSet::I64(widen(values)),
-            },
-            IntSet::I64(values) => return insert_sorted(values, v),
-        }
-        // Widened: the value lies outside every member's range, so it is new.
-        self.insert(v)
-    }
-
-    pub fn remove(&mut self, v: i64) -> bool {
-        match self {
-            IntSet::I16(values) => i16::try_from(v).is_ok_and(|v| remove_sorted(values, v)),
-            IntSet::I32(values) => i32::try_from(v).is_ok_and(|v| remove_sorted(values, v)),
-            IntSet::I64(values) => remove_sorted(values, v),
-        }
-    }
-
-    fn retain_indexes(&mut self, keep: impl FnMut(usize) -> bool) {
-        match self {
-            IntSet::I16(values) => retain_by_index(values, keep),
-            IntSet::I32(values) => retain_by_index(values, keep),
-            IntSet::I64(values) => retain_by_index(values, keep),
-        }
-    }
-
-    /// Whether converting to a listpack and adding the non-integer
-    /// `member` stays within the listpack limits, judged as Valkey does:
-    /// every member assumed as long as the longest of the extremes.
-    fn listpack_could_take(&self, member: &[u8], limits: SetLimits) -> bool {
-        let n = self.len();
-        let (longest, estimated_bytes) = if n == 0 {
-            (0, 0)
-        } else {
-            let (min, max) = (self.get(0), self.get(n - 1));
-            let longest = decimal_len(min).max(decimal_len(max));
-            let repeated = |v: i64| 7 + ferrokey_formats::listpack::int_entry_size(v) * n;
-            (longest, repeated(min).max(repeated(max)))
-        };
-        n < limits.listpack_entries
-            && member.len() <= limits.listpack_value
-            && longest <= limits.listpack_value
-            && estimated_bytes + member.len() <= LISTPACK_SAFETY_SIZE
-    }
-
-    fn to_listpack(&self) -> Listpack {
-        let mut lp = Listpack::new();
-        let mut decimal = itoa::Buffer::new();
-        for i in 0..self.len() {
-            lp.push_back(decimal.format(self.get(i)).as_bytes());
-        }
-        lp.shrink_to_fit();
-        lp
-    }
-
-    fn blob(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(8 + self.len() * self.width());
-        out.extend_from_slice(&(self.width() as u32).to_le_bytes());
-        out.extend_from_slice(&(self.len() as u32).to_le_bytes());
-        match self {
-            IntSet::I16(values) => values.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
-            IntSet::I32(values) => values.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
-            IntSet::I64(values) => values.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
-        }
-        out
-    }
-
-    fn heap_size(&self) -> usize {
-        // Valkey's intset header (encoding and length) plus the members.
-        8 + match self {
-            IntSet::I16(v) => v.capacity() * 2,
-            IntSet::I32(v) => v.capacity() * 4,
-            IntSet::I64(v) => v.capacity() * 8,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use rand::SeedableRng;
@@ -574,22 +456,6 @@ mod tests {
 
     fn members(set: &Set) -> Vec<Vec<u8>> {
         set.iter().map(|item| item.to_vec()).collect()
-    }
-
-    #[test]
-    fn intset_widens_and_stays_sorted() {
-        let mut ints = IntSet::default();
-        for v in [5, -3, 40_000, i64::MIN, 7, -70_000, i64::MAX] {
-            assert!(ints.insert(v));
-        }
-        assert!(!ints.insert(7));
-        assert_eq!(ints.width(), 8);
-        let values: Vec<i64> = (0..ints.len()).map(|i| ints.get(i)).collect();
-        assert_eq!(values, vec![i64::MIN, -70_000, -3, 5, 7, 40_000, i64::MAX]);
-        // Removing the wide members never narrows it again (as in Valkey).
-        assert!(ints.remove(i64::MIN) && ints.remove(i64::MAX) && ints.remove(-70_000));
-        assert_eq!(ints.width(), 8);
-        assert!(ints.contains(40_000) && !ints.contains(41_000));
     }
 
     #[test]
@@ -663,5 +529,26 @@ mod tests {
             let popped = set.pop_random(&mut rng);
             assert!(kept.contains(&popped) && !set.contains(&popped));
         }
+    }
+
+    #[test]
+    fn a_small_set_is_one_pointer_to_its_bytes() {
+        // One word, so a Value holds a set without a box of its own.
+        assert_eq!(std::mem::size_of::<Set>(), 8);
+        let mut ints = Set::new_intset();
+        for m in ["7", "-2", "300"] {
+            ints.add(m.as_bytes(), DEFAULTS);
+        }
+        let copy = ints.clone();
+        assert!(ints.remove(b"7") && !ints.remove(b"7") && !ints.remove(b"x"));
+        assert_eq!(members(&copy), vec![b"-2".to_vec(), b"7".to_vec(), b"300".to_vec()]);
+        assert_eq!(members(&ints), vec![b"-2".to_vec(), b"300".to_vec()]);
+        // The intset's bytes are all it allocates: header and 2-byte members.
+        assert_eq!(ints.heap_size(), 8 + 2 * 2);
+        let mut words = Set::new_listpack();
+        words.add(b"a", DEFAULTS);
+        words.add(b"b", DEFAULTS);
+        assert_eq!(words.heap_size(), Listpack::from_items([&b"a"[..], b"b"]).total_bytes());
+        assert!(words.contains_item(Item::Str(b"b")) && ints.contains_item(Item::Int(300)));
     }
 }

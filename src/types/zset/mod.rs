@@ -28,10 +28,11 @@ use std::cmp::Ordering;
 
 use crate::double;
 
-use ferrokey_formats::listpack::{entry_size, Item, Listpack};
+use ferrokey_formats::listpack::{entry_size, Item, Listpack, ListpackRef};
 use rand::Rng;
 
 use crate::config::Config;
+use crate::types::compact::{Compact, Form, FormMut};
 use big::BigZSet;
 
 /// Valkey never lets a listpack grow past 1 GiB (LISTPACK_MAX_SAFETY_SIZE).
@@ -61,20 +62,16 @@ impl Limits {
     }
 }
 
+/// A sorted set is one word: a pointer to its listpack's bytes or to its
+/// boxed big form (see [`crate::types::compact`]).
 #[derive(Clone, Debug)]
 pub struct ZSet {
-    repr: Repr,
-}
-
-#[derive(Clone, Debug)]
-enum Repr {
-    Packed(Listpack),
-    Big(BigZSet),
+    repr: Compact<BigZSet>,
 }
 
 impl Default for ZSet {
     fn default() -> Self {
-        ZSet { repr: Repr::Packed(Listpack::new()) }
+        ZSet::packed(&Listpack::new())
     }
 }
 
@@ -250,13 +247,13 @@ fn with_score_text<R>(score: f64, f: impl FnOnce(&[u8]) -> R) -> R {
 
 /// Member/score pairs of a sorted set listpack, from a member's offset.
 struct Pairs<'a> {
-    lp: &'a Listpack,
+    lp: ListpackRef<'a>,
     next: Option<usize>,
     reverse: bool,
 }
 
 impl<'a> Pairs<'a> {
-    fn from_rank(lp: &'a Listpack, rank: usize, reverse: bool) -> Pairs<'a> {
+    fn from_rank(lp: ListpackRef<'a>, rank: usize, reverse: bool) -> Pairs<'a> {
         let next = i64::try_from(rank).ok().and_then(|r| r.checked_mul(2)).and_then(|i| lp.seek(i));
         Pairs { lp, next, reverse }
     }
@@ -296,20 +293,28 @@ impl<'a> Iterator for Iter<'a> {
 }
 
 impl ZSet {
+    fn packed(lp: &Listpack) -> ZSet {
+        ZSet { repr: Compact::listpack(lp.view()) }
+    }
+
+    fn big(set: BigZSet) -> ZSet {
+        ZSet { repr: Compact::big(set) }
+    }
+
     /// A new set for about `size_hint` members of about `value_len_hint`
     /// bytes (Valkey's zsetTypeCreate).
     pub fn with_hints(size_hint: usize, value_len_hint: usize, limits: Limits) -> ZSet {
         if limits.fit(size_hint, value_len_hint) {
             ZSet::default()
         } else {
-            ZSet { repr: Repr::Big(BigZSet::with_capacity(size_hint)) }
+            ZSet::big(BigZSet::with_capacity(size_hint))
         }
     }
 
     /// Converts to the big encoding ahead of adding `size_hint` members of
     /// about `value_len_hint` bytes that would not fit (zsetTypeMaybeConvert).
     pub fn prepare_for(&mut self, size_hint: usize, value_len_hint: usize, limits: Limits) {
-        if matches!(self.repr, Repr::Packed(_)) && !limits.fit(size_hint, value_len_hint) {
+        if !self.repr.is_big() && !limits.fit(size_hint, value_len_hint) {
             self.convert_to_big(size_hint);
         }
     }
@@ -325,13 +330,13 @@ impl ZSet {
             for (member, score) in &elements {
                 push_pair(&mut lp, member, *score);
             }
-            ZSet { repr: Repr::Packed(lp) }
+            ZSet::packed(&lp)
         } else {
             let mut set = BigZSet::with_capacity(elements.len());
             for (member, score) in elements {
                 set.insert(&member, score);
             }
-            ZSet { repr: Repr::Big(set) }
+            ZSet::big(set)
         }
     }
 
@@ -348,7 +353,7 @@ impl ZSet {
     /// duplicate members); converted, as Valkey does on load, when it holds
     /// more than zset-max-listpack-entries members.
     pub fn from_listpack(lp: Listpack, limits: Limits) -> ZSet {
-        let mut zset = ZSet { repr: Repr::Packed(lp) };
+        let mut zset = ZSet::packed(&lp);
         if zset.len() > limits.max_entries {
             zset.convert_to_big(zset.len());
         }
@@ -356,27 +361,28 @@ impl ZSet {
     }
 
     fn convert_to_big(&mut self, capacity: usize) {
-        let Repr::Packed(lp) = &self.repr else { return };
+        let Form::Listpack(lp) = self.repr.form() else { return };
         let mut set = BigZSet::with_capacity(capacity.max(lp.len() / 2));
         for (_, member, score) in Pairs::from_rank(lp, 0, false) {
             member.with_bytes(|m| set.insert(m, score));
         }
-        self.repr = Repr::Big(set);
+        self.repr = Compact::big(set);
     }
 
     /// The name OBJECT ENCODING reports.
     pub fn encoding_name(&self) -> &'static str {
-        match self.repr {
-            Repr::Packed(_) => "listpack",
-            Repr::Big(_) => "skiplist",
+        if self.repr.is_big() {
+            "skiplist"
+        } else {
+            "listpack"
         }
     }
 
     /// Number of members.
     pub fn len(&self) -> usize {
-        match &self.repr {
-            Repr::Packed(lp) => lp.len() / 2,
-            Repr::Big(set) => set.len(),
+        match self.repr.form() {
+            Form::Listpack(lp) => lp.len() / 2,
+            Form::Big(set) => set.len(),
         }
     }
 
@@ -386,24 +392,24 @@ impl ZSet {
 
     /// An estimate of the heap memory held (MEMORY USAGE, INFO).
     pub fn heap_size(&self) -> usize {
-        match &self.repr {
-            Repr::Packed(lp) => lp.capacity(),
-            Repr::Big(set) => set.heap_size(),
+        match self.repr.form() {
+            Form::Listpack(lp) => lp.total_bytes(),
+            Form::Big(set) => set.heap_size(),
         }
     }
 
     /// The listpack of a small set, as Valkey would serialize it.
-    pub fn as_listpack(&self) -> Option<&Listpack> {
-        match &self.repr {
-            Repr::Packed(lp) => Some(lp),
-            Repr::Big(_) => None,
+    pub fn as_listpack(&self) -> Option<ListpackRef<'_>> {
+        match self.repr.form() {
+            Form::Listpack(lp) => Some(lp),
+            Form::Big(_) => None,
         }
     }
 
     pub fn score(&self, member: &[u8]) -> Option<f64> {
-        match &self.repr {
-            Repr::Packed(lp) => packed_find(lp, member).map(|(_, score)| score),
-            Repr::Big(set) => set.score(member),
+        match self.repr.form() {
+            Form::Listpack(lp) => packed_find(lp, member).map(|(_, score)| score),
+            Form::Big(set) => set.score(member),
         }
     }
 
@@ -419,16 +425,16 @@ impl ZSet {
             if flags.xx {
                 return Ok(Added::Skipped);
             }
-            if let Repr::Packed(lp) = &self.repr {
+            if let Form::Listpack(lp) = self.repr.form() {
                 let too_big = lp.total_bytes() + member.len() > LISTPACK_SAFETY_LIMIT;
                 let grown = lp.len() / 2 + 1;
                 if !limits.fit(grown, member.len()) || too_big {
                     self.convert_to_big(grown);
                 }
             }
-            match &mut self.repr {
-                Repr::Packed(lp) => packed_insert(lp, member, score),
-                Repr::Big(set) => set.insert(member, score),
+            match self.repr.form_mut() {
+                FormMut::Listpack(mut lp) => lp.modify(|lp| packed_insert(lp, member, score)),
+                FormMut::Big(set) => set.insert(member, score),
             }
             return Ok(Added::New(score));
         };
@@ -445,50 +451,49 @@ impl ZSet {
         if score == current {
             return Ok(Added::Unchanged(score));
         }
-        match &mut self.repr {
-            Repr::Packed(lp) => {
-                if let Some((at, _)) = packed_find(lp, member) {
+        match self.repr.form_mut() {
+            FormMut::Listpack(mut lp) => lp.modify(|lp| {
+                if let Some((at, _)) = packed_find(lp.view(), member) {
                     lp.delete_at(at, 2);
                 }
                 packed_insert(lp, member, score);
-            }
-            Repr::Big(set) => set.set_score(member, score),
+            }),
+            FormMut::Big(set) => set.set_score(member, score),
         }
         Ok(Added::Updated(score))
     }
 
     /// Removes a member; false if it was not there.
     pub fn remove(&mut self, member: &[u8]) -> bool {
-        match &mut self.repr {
-            Repr::Packed(lp) => match packed_find(lp, member) {
+        match self.repr.form_mut() {
+            FormMut::Listpack(mut lp) => match packed_find(lp.view(), member) {
                 Some((at, _)) => {
-                    lp.delete_at(at, 2);
-                    lp.shrink_to_fit();
+                    lp.modify(|lp| lp.delete_at(at, 2));
                     true
                 }
                 None => false,
             },
-            Repr::Big(set) => set.remove(member).is_some(),
+            FormMut::Big(set) => set.remove(member).is_some(),
         }
     }
 
     /// The 0-based ascending rank of a member, and its score.
     pub fn rank(&self, member: &[u8]) -> Option<(usize, f64)> {
-        match &self.repr {
-            Repr::Packed(lp) => Pairs::from_rank(lp, 0, false)
+        match self.repr.form() {
+            Form::Listpack(lp) => Pairs::from_rank(lp, 0, false)
                 .enumerate()
                 .find(|(_, (_, m, _))| m.eq_bytes(member))
                 .map(|(rank, (_, _, score))| (rank, score)),
-            Repr::Big(set) => set.rank(member),
+            Form::Big(set) => set.rank(member),
         }
     }
 
     /// The elements from rank `start` on, toward higher ranks (lower ones
     /// when `reverse`).
     pub fn iter_from(&self, start: usize, reverse: bool) -> Iter<'_> {
-        match &self.repr {
-            Repr::Packed(lp) => Iter(Walk::Packed(Pairs::from_rank(lp, start, reverse))),
-            Repr::Big(set) => Iter(Walk::Big(set.iter_from(start, reverse))),
+        match self.repr.form() {
+            Form::Listpack(lp) => Iter(Walk::Packed(Pairs::from_rank(lp, start, reverse))),
+            Form::Big(set) => Iter(Walk::Big(set.iter_from(start, reverse))),
         }
     }
 
@@ -498,9 +503,9 @@ impl ZSet {
     }
 
     pub fn at_rank(&self, rank: usize) -> Option<(Item<'_>, f64)> {
-        match &self.repr {
-            Repr::Packed(_) => self.iter_from(rank, false).next(),
-            Repr::Big(set) => set.at_rank(rank).map(|(m, s)| (Item::Str(m), s)),
+        match self.repr.form() {
+            Form::Listpack(_) => self.iter_from(rank, false).next(),
+            Form::Big(set) => set.at_rank(rank).map(|(m, s)| (Item::Str(m), s)),
         }
     }
 
@@ -518,14 +523,13 @@ impl ZSet {
         if start >= end {
             return 0;
         }
-        match &mut self.repr {
-            Repr::Packed(lp) => {
-                if let Some(at) = i64::try_from(2 * start).ok().and_then(|i| lp.seek(i)) {
-                    lp.delete_at(at, 2 * (end - start));
-                    lp.shrink_to_fit();
+        match self.repr.form_mut() {
+            FormMut::Listpack(mut lp) => {
+                if let Some(at) = i64::try_from(2 * start).ok().and_then(|i| lp.view().seek(i)) {
+                    lp.modify(|lp| lp.delete_at(at, 2 * (end - start)));
                 }
             }
-            Repr::Big(set) => {
+            FormMut::Big(set) => {
                 for _ in start..end {
                     let Some(member) = set.at_rank(start).map(|(m, _)| m.to_vec()) else { break };
                     set.remove(&member);
@@ -539,21 +543,21 @@ impl ZSet {
     /// scanned until the first that does not, the big encoding searched
     /// (which agrees when `holds` is true for a prefix of the order).
     fn leading(&self, holds: impl Fn(Item<'_>, f64) -> bool) -> usize {
-        match &self.repr {
-            Repr::Packed(lp) => Pairs::from_rank(lp, 0, false).take_while(|(_, m, s)| holds(*m, *s)).count(),
-            Repr::Big(set) => set.count_while(|m, s| holds(Item::Str(m), s)),
+        match self.repr.form() {
+            Form::Listpack(lp) => Pairs::from_rank(lp, 0, false).take_while(|(_, m, s)| holds(*m, *s)).count(),
+            Form::Big(set) => set.count_while(|m, s| holds(Item::Str(m), s)),
         }
     }
 
     /// How many elements from the highest satisfy `holds` (true for a
     /// suffix of the order), counted the same ways as [`ZSet::leading`].
     fn trailing(&self, holds: impl Fn(Item<'_>, f64) -> bool) -> usize {
-        match &self.repr {
-            Repr::Packed(lp) => {
+        match self.repr.form() {
+            Form::Listpack(lp) => {
                 let last = (lp.len() / 2).saturating_sub(1);
                 Pairs::from_rank(lp, last, true).take_while(|(_, m, s)| holds(*m, *s)).count()
             }
-            Repr::Big(set) => set.len() - set.count_while(|m, s| !holds(Item::Str(m), s)),
+            Form::Big(set) => set.len() - set.count_while(|m, s| !holds(Item::Str(m), s)),
         }
     }
 
@@ -615,8 +619,8 @@ impl ZSet {
     /// for a negative offset; the skiplist counts a negative offset from
     /// the other end of the range.
     pub fn range_start(&self, range: Range<'_>, offset: i64, reverse: bool) -> Option<usize> {
-        match &self.repr {
-            Repr::Packed(_) => {
+        match self.repr.form() {
+            Form::Listpack(_) => {
                 let offset = usize::try_from(offset).ok()?;
                 if reverse {
                     self.last_in(range)?.checked_sub(offset)
@@ -624,7 +628,7 @@ impl ZSet {
                     self.first_in(range)?.checked_add(offset).filter(|&r| r < self.len())
                 }
             }
-            Repr::Big(_) => {
+            Form::Big(_) => {
                 let n = if reverse { offset.wrapping_neg().wrapping_sub(1) } else { offset };
                 self.nth_in(range, n)
             }
@@ -635,9 +639,9 @@ impl ZSet {
     /// the range (ZCOUNT, ZLEXCOUNT, ZREMRANGEBYSCORE/LEX).
     fn run_in(&self, range: Range<'_>) -> Option<(usize, usize)> {
         let first = self.first_in(range)?;
-        let count = match &self.repr {
-            Repr::Packed(_) => self.iter_from(first, false).take_while(|(m, s)| range.below_max(*m, *s)).count(),
-            Repr::Big(_) => self.leading(|m, s| range.below_max(m, s)).saturating_sub(first),
+        let count = match self.repr.form() {
+            Form::Listpack(_) => self.iter_from(first, false).take_while(|(m, s)| range.below_max(*m, *s)).count(),
+            Form::Big(_) => self.leading(|m, s| range.below_max(m, s)).saturating_sub(first),
         };
         Some((first, count))
     }
@@ -657,9 +661,9 @@ impl ZSet {
     /// The element at an arena position (big encoding) or rank (listpack):
     /// either way a uniform pick for `0..len`.
     pub fn at_position(&self, position: usize) -> Option<(Item<'_>, f64)> {
-        match &self.repr {
-            Repr::Packed(_) => self.at_rank(position),
-            Repr::Big(set) => set.at_position(position).map(|(m, s)| (Item::Str(m), s)),
+        match self.repr.form() {
+            Form::Listpack(_) => self.at_rank(position),
+            Form::Big(set) => set.at_position(position).map(|(m, s)| (Item::Str(m), s)),
         }
     }
 
@@ -672,13 +676,13 @@ impl ZSet {
     /// Whether the set is in the big encoding (scans and random sampling
     /// take different paths for it, as in Valkey).
     pub fn is_big(&self) -> bool {
-        matches!(self.repr, Repr::Big(_))
+        self.repr.is_big()
     }
 
     /// Converts back to a listpack when a set holds few and short enough
     /// members (what Valkey does to the results it stores).
     pub fn convert_to_listpack_if_fits(&mut self, limits: Limits) {
-        let Repr::Big(set) = &self.repr else { return };
+        let Form::Big(set) = self.repr.form() else { return };
         if set.len() > limits.max_entries {
             return;
         }
@@ -691,20 +695,20 @@ impl ZSet {
         for (member, score) in set.iter_from(0, false) {
             push_pair(&mut lp, member, score);
         }
-        self.repr = Repr::Packed(lp);
+        self.repr = Compact::listpack(lp.view());
     }
 
     /// Converts a listpack to the big encoding whatever its size: SORT
     /// does this to the sorted sets it reads, as Valkey's does.
     pub fn convert_to_skiplist(&mut self) {
-        if matches!(self.repr, Repr::Packed(_)) {
+        if !self.repr.is_big() {
             self.convert_to_big(self.len());
         }
     }
 }
 
 /// The offset and score of a member in a sorted set listpack.
-fn packed_find(lp: &Listpack, member: &[u8]) -> Option<(usize, f64)> {
+fn packed_find(lp: ListpackRef<'_>, member: &[u8]) -> Option<(usize, f64)> {
     let at = lp.find(member, 2)?;
     let score = stored_score(lp.get(lp.next(at)?));
     Some((at, score))
@@ -713,7 +717,6 @@ fn packed_find(lp: &Listpack, member: &[u8]) -> Option<(usize, f64)> {
 /// Appends a pair (the caller keeps the order).
 fn push_pair(lp: &mut Listpack, member: &[u8], score: f64) {
     with_score_text(score, |text| {
-        lp.reserve_exact(entry_size(member) + entry_size(text));
         lp.push_back(member);
         lp.push_back(text);
     });
@@ -721,12 +724,11 @@ fn push_pair(lp: &mut Listpack, member: &[u8], score: f64) {
 
 /// Inserts a pair where (score, member) order puts it.
 fn packed_insert(lp: &mut Listpack, member: &[u8], score: f64) {
-    let before = Pairs::from_rank(lp, 0, false)
+    let before = Pairs::from_rank(lp.view(), 0, false)
         .find(|(_, m, s)| *s > score || (*s == score && m.with_bytes(|b| b > member)))
         .map(|(at, _, _)| at);
     let at = before.unwrap_or_else(|| lp.end_offset());
     with_score_text(score, |text| {
-        lp.reserve_exact(entry_size(member) + entry_size(text));
         lp.insert_at(at, member);
         lp.insert_at(at + entry_size(member), text);
     });
@@ -836,5 +838,21 @@ mod tests {
                 assert_eq!(positions.len(), model.len());
             }
         }
+    }
+
+    #[test]
+    fn a_small_sorted_set_is_one_pointer_to_its_listpack() {
+        // One word, so a Value holds a sorted set without a box of its own.
+        assert_eq!(std::mem::size_of::<ZSet>(), 8);
+        let mut z = ZSet::default();
+        add(&mut z, 2.0, "b");
+        add(&mut z, 1.0, "a");
+        let copy = z.clone();
+        assert_eq!(add(&mut z, 3.0, "a"), Added::Updated(3.0));
+        assert!(z.remove(b"b") && !z.remove(b"b"));
+        assert_eq!(members(&copy), ["a", "b"]);
+        assert_eq!(z.iter().map(|(m, s)| (m.to_vec(), s)).collect::<Vec<_>>(), [(b"a".to_vec(), 3.0)]);
+        // The listpack's bytes are all it allocates.
+        assert_eq!(z.heap_size(), Listpack::from_items([&b"a"[..], b"3"]).total_bytes());
     }
 }
