@@ -333,6 +333,13 @@ async fn serve(mut stream: TcpStream, state: &Rc<RefCell<ServerState>>, info: Rc
             if !wait_while_parked(&mut stream, state, &info, &mut input).await {
                 break;
             }
+            // The served command's effects (a pop) are journalled like any
+            // other write before its reply acknowledges them.
+            if let Some(durable) = crate::aof::durability_wait(state) {
+                if !durable.await {
+                    break;
+                }
+            }
             if !write_pending_output(&mut stream, state, &info).await {
                 break;
             }
@@ -679,6 +686,10 @@ pub fn call(
     if !blocked && spec.has(command::flags::WRITE) {
         let changed = ctx.srv.dirty != dirty_before;
         if changed {
+            // Keys the command found expired are journalled before its own
+            // effect, as Valkey propagates them: a SET over an expired key
+            // must replay as the deletion, then the SET.
+            ctx.srv.collect_expired();
             // The seam where a write's effect leaves for the journal.
             let db = ctx.client.db;
             ctx.srv.effects.record(db, args);

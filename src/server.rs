@@ -90,7 +90,8 @@ pub struct ServerState {
     pub adopt_notify: Rc<Notify>,
     /// What commands changed, for the journal (see effects.rs).
     pub effects: crate::effects::Effects,
-    /// The append-only file, while `appendonly` is on.
+    /// The AOF state (set at start-up either way: the manifest is read even
+    /// with appendonly off); its journal exists only while journalling.
     pub aof: Option<crate::aof::Aof>,
     /// maxmemory: the eviction pool and state (see evict.rs).
     pub evict: crate::evict::Eviction,

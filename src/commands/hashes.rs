@@ -215,6 +215,9 @@ fn hincrbyfloat(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
         Ok(sum)
     })?;
     ctx.dirty(1);
+    // The value computed here, not the increment: a replay must not depend
+    // on float rounding.
+    ctx.srv.effects.journal_instead(&[&b"HSET"[..], args[1], field, &sum]);
     notify(ctx, notify::HASH, "hincrbyfloat", args[1]);
     ctx.out.bulk(&sum);
     Ok(())

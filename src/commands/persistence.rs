@@ -65,9 +65,11 @@ fn bgsave(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
 }
 
 /// BGREWRITEAOF: rewrites the AOF's base in a forked child (scheduled
-/// while a BGSAVE runs).
+/// while a BGSAVE runs, or inside a transaction, whose snapshot would hold
+/// half of it).
 fn bgrewriteaof(ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
-    let status = crate::aof::bgrewriteaof(ctx.srv)?;
+    let in_exec = ctx.client.info.multi_queued.get().is_some();
+    let status = crate::aof::bgrewriteaof(ctx.srv, in_exec)?;
     ctx.out.simple(status);
     Ok(())
 }
@@ -165,8 +167,7 @@ fn restore(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
         // Already expired: the key is gone (replaced by nothing).
         if deleted {
             ctx.dirty(1);
-            let deletion: &[u8] =
-                if persistence::config_flag(ctx.srv, "lazyfree-lazy-server-del") { b"UNLINK" } else { b"DEL" };
+            let deletion: &[u8] = if ctx.srv.config.lazyfree_lazy_server_del { b"UNLINK" } else { b"DEL" };
             ctx.srv.effects.journal_instead(&[deletion, key]);
             notify(ctx, notify::GENERIC, "del", key);
         }

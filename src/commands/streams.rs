@@ -278,6 +278,103 @@ fn no_group_error(key: &[u8], group: &[u8], suffix: &str) -> CmdError {
 }
 
 // ---------------------------------------------------------------------------
+// How stream commands are journalled (as Valkey propagates them)
+// ---------------------------------------------------------------------------
+
+/// The XCLAIM that journals a pending entry's state (owner, delivery time
+/// and count, and the group's last id), so that a replay rebuilds the PEL
+/// exactly, whatever its clock says.
+#[allow(clippy::too_many_arguments)]
+fn claim_journal(
+    key: &[u8],
+    group: &[u8],
+    consumer: &[u8],
+    id: StreamId,
+    delivery_time: i64,
+    delivery_count: u64,
+    last_id: StreamId,
+) -> Vec<Vec<u8>> {
+    vec![
+        b"XCLAIM".to_vec(),
+        key.to_vec(),
+        group.to_vec(),
+        consumer.to_vec(),
+        b"0".to_vec(),
+        id_text(id),
+        b"TIME".to_vec(),
+        delivery_time.to_string().into_bytes(),
+        b"RETRYCOUNT".to_vec(),
+        delivery_count.to_string().into_bytes(),
+        b"FORCE".to_vec(),
+        b"JUSTID".to_vec(),
+        b"LASTID".to_vec(),
+        id_text(last_id),
+    ]
+}
+
+/// XGROUP SETID with the read counter: journals a group's new last id.
+fn setid_journal(key: &[u8], group_name: &[u8], group: &ConsumerGroup) -> Vec<Vec<u8>> {
+    vec![
+        b"XGROUP".to_vec(),
+        b"SETID".to_vec(),
+        key.to_vec(),
+        group_name.to_vec(),
+        id_text(group.last_id),
+        b"ENTRIESREAD".to_vec(),
+        group.entries_read.to_string().into_bytes(),
+    ]
+}
+
+fn create_consumer_journal(key: &[u8], group: &[u8], consumer: &[u8]) -> Vec<Vec<u8>> {
+    vec![b"XGROUP".to_vec(), b"CREATECONSUMER".to_vec(), key.to_vec(), group.to_vec(), consumer.to_vec()]
+}
+
+/// Journals `commands` for the running command (nothing when empty).
+fn journal_commands(ctx: &mut Ctx, commands: Vec<Vec<Vec<u8>>>) {
+    if commands.is_empty() {
+        ctx.srv.effects.journal_nothing();
+    }
+    for command in commands {
+        ctx.srv.effects.journal_instead(&command);
+    }
+}
+
+/// XADD or XTRIM as journalled: the id XADD generated written out, and
+/// approximate trimming (`~`, LIMIT) as the exact trimming it came to,
+/// so that a replay gives the same stream.
+fn add_trim_journal(args: &[&[u8]], parsed: &AddTrimArgs, id: Option<StreamId>, entries: &Entries) -> Vec<Vec<u8>> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut i = 0;
+    while i < args.len() {
+        if i == parsed.id_pos {
+            if let Some(id) = id {
+                out.push(id_text(id));
+                i += 1;
+                continue;
+            }
+        }
+        if parsed.approx && (2..parsed.id_pos).contains(&i) {
+            if is_opt(args[i], "limit") {
+                i += 2;
+                continue;
+            }
+            if c_str(args[i]) == b"~" && i + 1 < parsed.id_pos {
+                out.push(b"=".to_vec());
+                out.push(match parsed.trim {
+                    Some(Trim::MinId(_)) => id_text(entries.first_live_id().unwrap_or(MAX_ID)),
+                    _ => entries.len().to_string().into_bytes(),
+                });
+                i += 2;
+                continue;
+            }
+        }
+        out.push(args[i].to_vec());
+        i += 1;
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
 // XADD, XTRIM and their trimming options
 // ---------------------------------------------------------------------------
 
@@ -397,6 +494,12 @@ fn xadd(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     reply_id(ctx.out, added);
     notify(ctx, notify::STREAM, "xadd", args[1]);
     ctx.dirty(1);
+    if ctx.srv.effects.enabled && (!matches!(parsed.id, Some((_, true))) || parsed.approx) {
+        if let (Some(stream), _) = lookup_stream(ctx, args[1], Lookup::Write)? {
+            let journalled = add_trim_journal(args, &parsed, Some(added), &stream.entries);
+            ctx.srv.effects.journal_instead(&journalled);
+        }
+    }
     if trimmed > 0 {
         notify(ctx, notify::STREAM, "xtrim", args[1]);
     }
@@ -455,6 +558,7 @@ fn add_entry(
 fn xtrim(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let limits = node_limits(ctx);
     let parsed = parse_add_trim(args, false, limits.max_entries)?;
+    let journal = ctx.srv.effects.enabled && parsed.approx;
     let (stream, out) = lookup_stream(ctx, args[1], Lookup::Write)?;
     let Some(stream) = stream else {
         out.int(0);
@@ -462,8 +566,13 @@ fn xtrim(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     };
     let Some(how) = parsed.trim else { return Err(errors::SYNTAX.into()) };
     let deleted = stream.entries.trim(how, parsed.approx, parsed.limit);
+    // Approximate trimming is journalled as the exact trimming it came to.
+    let journalled = (journal && deleted > 0).then(|| add_trim_journal(args, &parsed, None, &stream.entries));
     out.int(deleted as i64);
     ctx.dirty(deleted);
+    if let Some(journalled) = journalled {
+        ctx.srv.effects.journal_instead(&journalled);
+    }
     if deleted > 0 {
         notify(ctx, notify::STREAM, "xtrim", args[1]);
     }
@@ -720,6 +829,9 @@ fn read_streams(ctx: &mut Ctx, args: &[&[u8]], group_form: bool) -> CmdResult {
     let top = Deferred::start(ctx.out);
     let mut served = 0;
     let mut dirty = 0;
+    // XREADGROUP is journalled as what it did: consumers created, XCLAIMs
+    // of the entries delivered, the group's new last id.
+    let mut journal = ctx.srv.effects.enabled.then(Vec::new);
     // Streams whose group got its consumer now, to announce in key order.
     let mut consumer_created_in = Vec::new();
     for (key, &requested) in keys.iter().zip(&ids) {
@@ -753,6 +865,9 @@ fn read_streams(ctx: &mut Ctx, args: &[&[u8]], group_form: bool) -> CmdResult {
                 if group.create_consumer(consumer_name, now_ms) {
                     dirty += 1;
                     consumer_created_in.push(*key);
+                    if let Some(journal) = journal.as_mut() {
+                        journal.push(create_consumer_journal(key, group_name, consumer_name));
+                    }
                 }
                 let Some(consumer) = group.consumer_name(consumer_name) else { continue };
                 if let Some(c) = group.consumers.get_mut(&consumer) {
@@ -763,16 +878,51 @@ fn read_streams(ctx: &mut Ctx, args: &[&[u8]], group_form: bool) -> CmdResult {
                     dirty += 1;
                     reply_stream_name(out, key);
                     let start = next_id(after).unwrap_or(MIN_ID);
+                    let last_before = group.last_id;
+                    let mut delivered = Vec::new();
                     if history {
-                        reply_history(out, entries, group, &consumer, start, read.count, now_ms);
+                        reply_history(out, entries, group, &consumer, start, read.count, now_ms, &mut delivered);
                     } else {
-                        reply_new_for_group(out, entries, group, &consumer, start, read.count, read.noack, now_ms);
+                        let noack = read.noack;
+                        reply_new_for_group(
+                            out,
+                            entries,
+                            group,
+                            &consumer,
+                            start,
+                            read.count,
+                            noack,
+                            now_ms,
+                            &mut delivered,
+                        );
+                    }
+                    if let Some(journal) = journal.as_mut() {
+                        for id in delivered {
+                            let Some(p) = group.pel.get(&id) else { continue };
+                            // A new entry was the group's last id when delivered.
+                            let last = if history { group.last_id } else { id };
+                            journal.push(claim_journal(
+                                key,
+                                group_name,
+                                &consumer,
+                                id,
+                                p.delivery_time,
+                                p.delivery_count,
+                                last,
+                            ));
+                        }
+                        if group.last_id != last_before {
+                            journal.push(setid_journal(key, group_name, group));
+                        }
                     }
                 }
             }
         }
     }
     ctx.dirty(dirty);
+    if let (Some(journal), true) = (journal, dirty > 0) {
+        journal_commands(ctx, journal);
+    }
     for key in consumer_created_in {
         notify(ctx, notify::STREAM, "xgroup-createconsumer", key);
     }
@@ -837,7 +987,7 @@ fn rerun_args_for(args: &[&[u8]], id_at: usize, resolved: &[StreamId]) -> Option
 
 /// Writes the entries after `start` a group has not read yet, moving its
 /// last delivered id and (unless NOACK) adding them to the PEL as
-/// delivered to `consumer`.
+/// delivered to `consumer` (and to `delivered`).
 #[allow(clippy::too_many_arguments)]
 fn reply_new_for_group(
     out: &mut Reply,
@@ -848,6 +998,7 @@ fn reply_new_for_group(
     count: usize,
     noack: bool,
     now_ms: i64,
+    delivered: &mut Vec<StreamId>,
 ) {
     let deferred = Deferred::start(out);
     let mut written = 0;
@@ -856,6 +1007,7 @@ fn reply_new_for_group(
         reply_entry(out, &entry);
         if !noack {
             group.deliver(entry.id, consumer, now_ms);
+            delivered.push(entry.id);
         }
         written += 1;
         if written == count {
@@ -866,7 +1018,9 @@ fn reply_new_for_group(
 }
 
 /// Writes a consumer's pending entries from `start` on, counting a new
-/// delivery of each; an entry deleted since shows as `[id, nil]`.
+/// delivery of each (listed in `delivered`); an entry deleted since shows
+/// as `[id, nil]`.
+#[allow(clippy::too_many_arguments)]
 fn reply_history(
     out: &mut Reply,
     entries: &Entries,
@@ -875,6 +1029,7 @@ fn reply_history(
     start: StreamId,
     count: usize,
     now_ms: i64,
+    delivered: &mut Vec<StreamId>,
 ) {
     let Some(owner) = group.consumers.get(consumer) else {
         out.array(0);
@@ -890,6 +1045,7 @@ fn reply_history(
                 if let Some(pending) = group.pel.get_mut(&id) {
                     pending.delivery_time = now_ms;
                     pending.delivery_count += 1;
+                    delivered.push(id);
                 }
             }
             None => {
@@ -1050,22 +1206,33 @@ fn xclaim(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
         }
         j += 1;
     }
-    // A time in the future or before the epoch means "now".
+    // A time in the future or before the epoch means "now". An AOF replay
+    // runs with the clock at 0 (see aof/load.rs): the times it gives are
+    // from before the load, never in the future.
+    let replaying = ctx.srv.persistence.loading.is_some();
     let delivery_time = match delivery_time {
-        Some(t) if (0..=now_ms).contains(&t) => t,
+        Some(t) if t >= 0 && (t <= now_ms || replaying) => t,
         _ => now_ms,
     };
+    // Journalled as XCLAIMs of each entry's resulting state (and what it
+    // created), never as sent: IDLE depends on the clock.
+    let mut journal = ctx.srv.effects.enabled.then(Vec::new);
     let (stream, out) = lookup_stream(ctx, key, Lookup::Read)?;
     let Some(Stream { entries, groups }) = stream else { return Err(no_group_error(key, group_name, "")) };
     let Some(group) = groups.get_mut(group_name) else { return Err(no_group_error(key, group_name, "")) };
     let mut dirty = 0;
+    let mut last_id_moved = false;
     if last_id > group.last_id {
         group.last_id = last_id;
         dirty += 1;
+        last_id_moved = true;
     }
     let consumer_created = group.create_consumer(consumer_name, now_ms);
     if consumer_created {
         dirty += 1;
+        if let Some(journal) = journal.as_mut() {
+            journal.push(create_consumer_journal(key, group_name, consumer_name));
+        }
     }
     let Some(consumer) = group.consumer_name(consumer_name) else { return Ok(()) };
     if let Some(c) = group.consumers.get_mut(&consumer) {
@@ -1073,9 +1240,22 @@ fn xclaim(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     }
     let deferred = Deferred::start(out);
     let mut claimed = 0;
+    let mut claims = 0;
     for id in ids {
         let Some(entry) = entries.get(id) else {
             // The entry is gone from the stream: it leaves the PEL too.
+            if let (Some(journal), Some(p)) = (journal.as_mut(), group.pel.get(&id)) {
+                journal.push(claim_journal(
+                    key,
+                    group_name,
+                    &p.consumer,
+                    id,
+                    p.delivery_time,
+                    p.delivery_count,
+                    group.last_id,
+                ));
+                claims += 1;
+            }
             if group.remove_pending(id) {
                 dirty += 1;
             }
@@ -1101,11 +1281,24 @@ fn xclaim(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
             previous_count + 1
         };
         claim_one(group, id, &consumer, (delivery_time, delivery_count), now_ms, (!just_id).then_some(&entry), out);
+        if let Some(journal) = journal.as_mut() {
+            journal.push(claim_journal(key, group_name, &consumer, id, delivery_time, delivery_count, group.last_id));
+            claims += 1;
+        }
         claimed += 1;
         dirty += 1;
     }
     deferred.finish_array(out, claimed);
+    if let Some(journal) = journal.as_mut() {
+        // The XCLAIMs carry the last id; without one it goes alone.
+        if last_id_moved && claims == 0 {
+            journal.push(setid_journal(key, group_name, group));
+        }
+    }
     ctx.dirty(dirty);
+    if let (Some(journal), true) = (journal, dirty > 0) {
+        journal_commands(ctx, journal);
+    }
     if consumer_created {
         notify(ctx, notify::STREAM, "xgroup-createconsumer", key);
     }
@@ -1162,6 +1355,7 @@ fn xautoclaim(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
         }
         j += 1;
     }
+    let mut journal = ctx.srv.effects.enabled.then(Vec::new);
     let (stream, out) = lookup_stream(ctx, key, Lookup::Read)?;
     let Some(Stream { entries, groups }) = stream else { return Err(no_group_error(key, group_name, "")) };
     let Some(group) = groups.get_mut(group_name) else { return Err(no_group_error(key, group_name, "")) };
@@ -1169,6 +1363,9 @@ fn xautoclaim(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let consumer_created = group.create_consumer(consumer_name, now_ms);
     if consumer_created {
         dirty += 1;
+        if let Some(journal) = journal.as_mut() {
+            journal.push(create_consumer_journal(key, group_name, consumer_name));
+        }
     }
     let Some(consumer) = group.consumer_name(consumer_name) else { return Ok(()) };
     if let Some(c) = group.consumers.get_mut(&consumer) {
@@ -1190,6 +1387,10 @@ fn xautoclaim(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
         };
         after = Bound::Excluded(id);
         let Some(entry) = entries.get(id) else {
+            if let Some(journal) = journal.as_mut() {
+                let (owner, time, count) = (pending.consumer.clone(), pending.delivery_time, pending.delivery_count);
+                journal.push(claim_journal(key, group_name, &owner, id, time, count, group.last_id));
+            }
             group.remove_pending(id);
             deleted.push(id);
             count -= 1;
@@ -1201,6 +1402,9 @@ fn xautoclaim(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
         }
         let delivery_count = pending.delivery_count + u64::from(!just_id);
         claim_one(group, id, &consumer, (now_ms, delivery_count), now_ms, (!just_id).then_some(&entry), out);
+        if let Some(journal) = journal.as_mut() {
+            journal.push(claim_journal(key, group_name, &consumer, id, now_ms, delivery_count, group.last_id));
+        }
         claimed += 1;
         count -= 1;
         dirty += 1;
@@ -1216,6 +1420,9 @@ fn xautoclaim(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
         reply_id(out, id);
     }
     ctx.dirty(dirty);
+    if let (Some(journal), true) = (journal, dirty > 0) {
+        journal_commands(ctx, journal);
+    }
     if consumer_created {
         notify(ctx, notify::STREAM, "xgroup-createconsumer", key);
     }
