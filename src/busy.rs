@@ -108,7 +108,8 @@ pub fn while_busy(st: &mut ServerState, script: &mut RunningScript) {
         let mut unread = std::mem::take(&mut *info.unread_input.borrow_mut());
         let open = read_socket(info.fd, &mut unread);
         let resp3 = info.resp.get() == 3;
-        let used = answer_requests(st, script, &unread, |reply| send_reply(&info, reply), info.authenticated.get(), resp3);
+        let used =
+            answer_requests(st, script, &unread, |reply| send_reply(&info, reply), info.authenticated.get(), resp3);
         unread.drain(..used);
         *info.unread_input.borrow_mut() = unread;
         if !open {

@@ -253,7 +253,8 @@ async fn serve(config: Config) -> i32 {
                 true
             }
         };
-        if by_signal && !(crate::aof::before_exit(&state.borrow()) && crate::persistence::before_exit(&state.borrow())) {
+        if by_signal && !(crate::aof::before_exit(&state.borrow()) && crate::persistence::before_exit(&state.borrow()))
+        {
             // Exiting now would lose acknowledged writes: keep serving, as
             // Valkey does, until a save can succeed or SHUTDOWN NOSAVE.
             log_warning!(

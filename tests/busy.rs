@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use common::{RawConn, Server};
 
-const BUSY_EVAL: &[u8] = b"-BUSY Valkey is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n";
+const BUSY_EVAL: &[u8] =
+    b"-BUSY Valkey is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n";
 const BUSY_FUNCTION: &[u8] =
     b"-BUSY Valkey is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.\r\n";
 

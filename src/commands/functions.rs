@@ -310,6 +310,7 @@ fn call_function(ctx: &mut Ctx, args: &[&[u8]], ro_command: bool) -> CmdResult {
     let rules = engine::check_run_allowed(ctx.srv, flags, ro_command)?;
     let vm = functions::vm().map_err(|e| CmdError::from(format!("ERR {e}")))?;
     let (keys, argv) = args[3..].split_at(numkeys as usize);
-    let call = ScriptCall { function, invocation: Invocation::Function, name: &name, keys, args: argv, rules, command: args };
+    let call =
+        ScriptCall { function, invocation: Invocation::Function, name: &name, keys, args: argv, rules, command: args };
     engine::run(vm.lua(), ctx, &call)
 }

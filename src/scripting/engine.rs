@@ -1894,7 +1894,8 @@ mod tests {
         let mut out = Reply::new(false);
         let mut ctx = Ctx { srv, client: &mut client, out: &mut out, now_ms: 0 };
         let rules = RunRules::default();
-        let call = ScriptCall { function, invocation: Invocation::Function, name: "f", keys, args, rules, command: &[] };
+        let call =
+            ScriptCall { function, invocation: Invocation::Function, name: "f", keys, args, rules, command: &[] };
         run(vm, &mut ctx, &call).unwrap();
         String::from_utf8_lossy(&out.buf).into_owned()
     }
