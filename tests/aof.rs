@@ -12,11 +12,11 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{free_port, Server, Valkey};
+use common::{run_to_exit, Server, Valkey};
 use redis::{Connection, RedisResult, Value};
 
 // ---------------------------------------------------------------------------
@@ -117,34 +117,6 @@ fn dir_contents(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
-/// Runs the server on `dir` expecting it to exit by itself (a refused
-/// start); returns its exit code and output.
-fn run_to_exit(dir: &Path, extra: &[&str]) -> (Option<i32>, String) {
-    let port = free_port().to_string();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrokey-server"))
-        .args(["--port", &port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
-        .arg("--dir")
-        .arg(dir)
-        .args(extra)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run ferrokey-server");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.code(), text)
-}
-
 /// `dump-expected.py --compare` against a running server.
 fn compare(port: u16, expected: &Path) -> Result<(), String> {
     let tool = fixtures_dir().join("tools/dump-expected.py");
@@ -241,7 +213,7 @@ fn hash_field_expiry_fixtures_are_refused_clearly() {
         let dir = tempfile::tempdir().unwrap();
         copy_dir(&folder.join("appendonlydir"), &dir.path().join("appendonlydir"));
         let before = dir_contents(dir.path());
-        let (code, log) = run_to_exit(dir.path(), &[]);
+        let (code, log) = run_to_exit(dir.path(), &["--appendonly", "yes"]);
         assert_eq!(code, Some(1), "{name}: {log}");
         assert!(
             log.contains("hash-field expiry (Redis 7.4)") || log.contains("HASH_LISTPACK_EX"),
@@ -259,7 +231,7 @@ fn a_truncated_tail_is_cut_only_when_allowed() {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&folder.join("appendonlydir"), &dir.path().join("appendonlydir"));
     let before = dir_contents(dir.path());
-    let (code, log) = run_to_exit(dir.path(), &["--aof-load-truncated", "no"]);
+    let (code, log) = run_to_exit(dir.path(), &["--appendonly", "yes", "--aof-load-truncated", "no"]);
     assert_eq!(code, Some(1), "{log}");
     assert!(log.contains("Unexpected end of file reading the append only file appendonly.aof.2.incr.aof"), "{log}");
     assert_eq!(dir_contents(dir.path()), before);
@@ -309,7 +281,7 @@ fn damage_stops_the_start_with_file_offset_and_reason_and_touches_nothing() {
     bytes[pos] = b'!';
     std::fs::write(&incr, &bytes).unwrap();
     let before = dir_contents(server.path());
-    let (code, log) = run_to_exit(server.path(), &[]);
+    let (code, log) = run_to_exit(server.path(), &["--appendonly", "yes"]);
     assert_eq!(code, Some(1), "{log}");
     let name = incr.file_name().unwrap().to_string_lossy().into_owned();
     assert!(log.contains(&format!("AOF {name}: offset {pos}:")), "no file and offset in:\n{log}");

@@ -6,11 +6,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{free_port, RawConn, Server, Valkey};
+use common::{run_to_exit, RawConn, Server, Valkey};
 use ferrokey_formats::rdb::{AuxInfo, RdbWriter, WriterOptions};
 
 const COUNTER: &[u8] = b"#!lua name=counter\n\
@@ -155,32 +155,6 @@ fn write_rdb_with_libraries(path: &Path, libraries: &[&[u8]]) {
     std::fs::write(path, bytes).unwrap();
 }
 
-/// Runs the server on `dir` expecting it to exit on its own; returns
-/// whether it failed and what it logged.
-fn run_to_exit(dir: &Path) -> (bool, String) {
-    let port = free_port().to_string();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrokey-server"))
-        .args(["--port", &port, "--bind", "127.0.0.1", "--save", "", "--dir"])
-        .arg(dir)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run ferrokey-server");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (!out.status.success(), text)
-}
-
 #[test]
 fn a_file_whose_library_cannot_load_is_refused() {
     let cases: [(&[&[u8]], &str); 3] = [
@@ -191,7 +165,8 @@ fn a_file_whose_library_cannot_load_is_refused() {
     for (libraries, reason) in cases {
         let dir = tempfile::tempdir().unwrap();
         write_rdb_with_libraries(&dir.path().join("dump.rdb"), libraries);
-        let (failed, log) = run_to_exit(dir.path());
+        let (code, log) = run_to_exit(dir.path(), &[]);
+        let failed = code != Some(0);
         assert!(failed, "the server started with a library that cannot load:\n{log}");
         assert!(log.contains("Failed loading library") && log.contains(reason), "{log}");
     }

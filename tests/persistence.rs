@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{free_port, Server, Valkey};
+use common::{free_port, run_to_exit, Server, Valkey};
 use redis::{Connection, RedisResult, Value};
 
 // ---------------------------------------------------------------------------
@@ -264,34 +264,6 @@ fn redis_7_4_fixtures_load_save_and_reload() {
 #[test]
 fn historic_fixtures_load_save_and_reload() {
     fixture_cycle("historic", true);
-}
-
-/// Runs the server binary on `dir` with extra arguments, expecting it to
-/// exit on its own; returns its status and output.
-fn run_to_exit(dir: &Path, extra: &[&str]) -> (Option<i32>, String) {
-    let port = free_port().to_string();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrokey-server"))
-        .args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
-        .arg("--dir")
-        .arg(dir)
-        .args(extra)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run ferrokey-server");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.code(), text)
 }
 
 fn dir_listing(dir: &Path) -> Vec<(String, Vec<u8>)> {

@@ -670,3 +670,32 @@ pub fn escape(bytes: &[u8]) -> String {
     }
     s
 }
+
+/// Runs the server on `dir` (with no save points), expecting it to exit by
+/// itself, as a refused start does; returns its exit code (None when it
+/// had to be killed after 30 s) and its output.
+pub fn run_to_exit(dir: &Path, extra: &[&str]) -> (Option<i32>, String) {
+    let port = free_port().to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrokey-server"))
+        .args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
+        .arg("--dir")
+        .arg(dir)
+        .args(extra)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ferrokey-server");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code(), text)
+}
