@@ -235,59 +235,37 @@ fn hrandfield_count_semantics() {
     assert_eq!(drawn, small_fields);
 }
 
-fn info_memory(con: &mut Connection) -> (u64, u64) {
-    let text: String = redis::cmd("INFO").arg("memory").query(con).expect("INFO memory");
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("INFO memory has no {name}"))
-    };
-    (field("used_memory"), field("used_memory_rss"))
-}
-
 /// Loads the same small hashes (5 fields each) into ferrokey and
 /// valkey-server and prints what each reports. The figures are for reading,
 /// not asserted: they depend on the allocator and the machine. Set
 /// HASH_MEMORY_KEYS for a bigger run (the default keeps the test quick).
 #[test]
 fn memory_of_many_small_hashes_next_to_valkey() {
-    let keys: u64 = std::env::var("HASH_MEMORY_KEYS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let keys = common::memory_keys("HASH_MEMORY_KEYS");
     let ferrokey = Server::start();
     let valkey = Valkey::start();
     let mut report = Vec::new();
     for (name, server) in [("ferrokey", &ferrokey), ("valkey", &*valkey)] {
         let mut con = server.client();
-        let (before, rss_before) = info_memory(&mut con);
-        for batch in (0..keys).collect::<Vec<_>>().chunks(1000) {
-            let mut pipe = redis::pipe();
-            for &i in batch {
-                pipe.cmd("HSET")
-                    .arg(format!("user:{i}"))
-                    .arg("name")
-                    .arg(format!("user{i}"))
-                    .arg("age")
-                    .arg(i % 90)
-                    .arg("city")
-                    .arg("Paris")
-                    .arg("email")
-                    .arg(format!("u{i}@example.com"))
-                    .arg("score")
-                    .arg(i % 1000)
-                    .ignore();
-            }
-            let () = pipe.query(&mut con).expect("HSET pipeline");
-        }
+        let growth = common::memory_growth(&mut con, keys, &|i| {
+            let mut hset = redis::cmd("HSET");
+            hset.arg(format!("user:{i}"))
+                .arg("name")
+                .arg(format!("user{i}"))
+                .arg("age")
+                .arg(i % 90)
+                .arg("city")
+                .arg("Paris")
+                .arg("email")
+                .arg(format!("u{i}@example.com"))
+                .arg("score")
+                .arg(i % 1000);
+            hset
+        });
         let dbsize: u64 = redis::cmd("DBSIZE").query(&mut con).unwrap();
         assert_eq!(dbsize, keys);
         assert_eq!(encoding(&mut con, "user:0"), "listpack");
-        let (after, rss_after) = info_memory(&mut con);
-        report.push(format!(
-            "{name}: used_memory {after} (+{} = {:.1} B/hash), used_memory_rss {rss_after} (+{})",
-            after - before,
-            (after - before) as f64 / keys as f64,
-            rss_after.saturating_sub(rss_before)
-        ));
+        report.push(format!("{name}: {growth}"));
     }
     println!("{keys} hashes x 5 fields:\n  {}", report.join("\n  "));
 }

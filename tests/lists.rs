@@ -343,17 +343,6 @@ fn blocking_moves_and_multi_pops_wake_on_push() {
     assert!(!control.exists::<_, bool>("stage2").unwrap());
 }
 
-fn info_memory(con: &mut Connection) -> (u64, u64) {
-    let text: String = redis::cmd("INFO").arg("memory").query(con).expect("INFO memory");
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("INFO memory has no {name}"))
-    };
-    (field("used_memory"), field("used_memory_rss"))
-}
-
 /// Loads the same small lists (5 elements each, listpack-encoded) into
 /// ferrokey and valkey-server and prints what each reports. The figures
 /// are for reading, not asserted: they depend on the allocator and the
@@ -361,30 +350,21 @@ fn info_memory(con: &mut Connection) -> (u64, u64) {
 /// test quick).
 #[test]
 fn memory_of_many_small_lists_next_to_valkey() {
-    let keys: u64 = std::env::var("LIST_MEMORY_KEYS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let keys = common::memory_keys("LIST_MEMORY_KEYS");
     let ferrokey = Server::start();
     let valkey = common::Valkey::start();
     let mut report = Vec::new();
     for (name, server) in [("ferrokey", &ferrokey), ("valkey", &*valkey)] {
         let mut con = server.client();
-        let (before, rss_before) = info_memory(&mut con);
-        for batch in (0..keys).collect::<Vec<_>>().chunks(1000) {
-            let mut pipe = redis::pipe();
-            for &i in batch {
-                let elements: Vec<String> = (0..5).map(|j| format!("event{j}:{i}")).collect();
-                pipe.cmd("RPUSH").arg(format!("feed:{i}")).arg(elements).ignore();
-            }
-            pipe.query::<()>(&mut con).expect("RPUSH pipeline");
-        }
+        let growth = common::memory_growth(&mut con, keys, &|i| {
+            let elements: Vec<String> = (0..5).map(|j| format!("event{j}:{i}")).collect();
+            let mut rpush = redis::cmd("RPUSH");
+            rpush.arg(format!("feed:{i}")).arg(elements);
+            rpush
+        });
         let encoding: String = redis::cmd("OBJECT").arg("ENCODING").arg("feed:0").query(&mut con).unwrap();
         assert_eq!(encoding, "listpack");
-        let (after, rss_after) = info_memory(&mut con);
-        report.push(format!(
-            "{name}: used_memory +{} = {:.1} B/list, used_memory_rss +{}",
-            after - before,
-            (after - before) as f64 / keys as f64,
-            rss_after.saturating_sub(rss_before)
-        ));
+        report.push(format!("{name}: {growth}"));
     }
     println!("{keys} lists x 5 elements:\n  {}", report.join("\n  "));
 }

@@ -343,17 +343,6 @@ fn a_million_member_set_takes_no_more_memory_than_valkey() {
     assert!(ours <= theirs, "ferrokey uses {ours} bytes for the set, valkey {theirs}");
 }
 
-fn info_memory(con: &mut Connection) -> (u64, u64) {
-    let text: String = redis::cmd("INFO").arg("memory").query(con).expect("INFO memory");
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("INFO memory has no {name}"))
-    };
-    (field("used_memory"), field("used_memory_rss"))
-}
-
 /// Loads the same small sets (5 members each) into ferrokey and
 /// valkey-server, first listpack-encoded ones (short words) then
 /// intset-encoded ones (integers), and prints what each server reports
@@ -362,32 +351,23 @@ fn info_memory(con: &mut Connection) -> (u64, u64) {
 /// (the default keeps the test quick).
 #[test]
 fn memory_of_many_small_sets_next_to_valkey() {
-    let keys: u64 = std::env::var("SET_MEMORY_KEYS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let keys = common::memory_keys("SET_MEMORY_KEYS");
     let ferrokey = Server::start();
     let valkey = Valkey::start();
     let mut report = Vec::new();
     for (name, server) in [("ferrokey", &ferrokey), ("valkey", &*valkey)] {
         let mut con = server.client();
         for (kind, prefix) in [("listpack", "words"), ("intset", "ints")] {
-            let (before, rss_before) = info_memory(&mut con);
-            for batch in (0..keys).collect::<Vec<_>>().chunks(1000) {
-                let mut pipe = redis::pipe();
-                for &i in batch {
-                    let members: Vec<String> = (0..5)
-                        .map(|j| if kind == "intset" { (i * 5 + j).to_string() } else { format!("member{j}:{i}") })
-                        .collect();
-                    pipe.cmd("SADD").arg(format!("{prefix}:{i}")).arg(members).ignore();
-                }
-                pipe.query::<()>(&mut con).expect("SADD pipeline");
-            }
+            let growth = common::memory_growth(&mut con, keys, &|i| {
+                let members: Vec<String> = (0..5)
+                    .map(|j| if kind == "intset" { (i * 5 + j).to_string() } else { format!("member{j}:{i}") })
+                    .collect();
+                let mut sadd = redis::cmd("SADD");
+                sadd.arg(format!("{prefix}:{i}")).arg(members);
+                sadd
+            });
             assert_eq!(encoding(&mut con, &format!("{prefix}:0")), kind);
-            let (after, rss_after) = info_memory(&mut con);
-            report.push(format!(
-                "{name} {kind}: used_memory +{} = {:.1} B/set, used_memory_rss +{}",
-                after - before,
-                (after - before) as f64 / keys as f64,
-                rss_after.saturating_sub(rss_before)
-            ));
+            report.push(format!("{name} {kind}: {growth}"));
         }
     }
     println!("{keys} sets x 5 members:\n  {}", report.join("\n  "));

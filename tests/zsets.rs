@@ -431,17 +431,6 @@ fn score_arguments_parse_like_valkey() {
     }
 }
 
-fn info_memory(con: &mut Connection) -> (u64, u64) {
-    let text: String = redis::cmd("INFO").arg("memory").query(con).expect("INFO memory");
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("INFO memory has no {name}"))
-    };
-    (field("used_memory"), field("used_memory_rss"))
-}
-
 /// Loads the same small sorted sets (5 members each, listpack-encoded)
 /// into ferrokey and valkey-server and prints what each reports. The
 /// figures are for reading, not asserted: they depend on the allocator and
@@ -449,34 +438,23 @@ fn info_memory(con: &mut Connection) -> (u64, u64) {
 /// the test quick).
 #[test]
 fn memory_of_many_small_sorted_sets_next_to_valkey() {
-    let keys: u64 = std::env::var("ZSET_MEMORY_KEYS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let keys = common::memory_keys("ZSET_MEMORY_KEYS");
     let ferrokey = Server::start();
     let valkey = Valkey::start();
     let mut report = Vec::new();
     for (name, server) in [("ferrokey", &ferrokey), ("valkey", &*valkey)] {
         let mut con = server.client();
-        let (before, rss_before) = info_memory(&mut con);
-        for batch in (0..keys).collect::<Vec<_>>().chunks(1000) {
-            let mut pipe = redis::pipe();
-            for &i in batch {
-                let mut zadd = redis::cmd("ZADD");
-                zadd.arg(format!("board:{i}"));
-                for j in 0..5u64 {
-                    zadd.arg((i + j * 7) % 1000).arg(format!("player{j}:{i}"));
-                }
-                pipe.add_command(zadd).ignore();
+        let growth = common::memory_growth(&mut con, keys, &|i| {
+            let mut zadd = redis::cmd("ZADD");
+            zadd.arg(format!("board:{i}"));
+            for j in 0..5u64 {
+                zadd.arg((i + j * 7) % 1000).arg(format!("player{j}:{i}"));
             }
-            pipe.query::<()>(&mut con).expect("ZADD pipeline");
-        }
+            zadd
+        });
         let encoding: String = redis::cmd("OBJECT").arg("ENCODING").arg("board:0").query(&mut con).unwrap();
         assert_eq!(encoding, "listpack");
-        let (after, rss_after) = info_memory(&mut con);
-        report.push(format!(
-            "{name}: used_memory +{} = {:.1} B/zset, used_memory_rss +{}",
-            after - before,
-            (after - before) as f64 / keys as f64,
-            rss_after.saturating_sub(rss_before)
-        ));
+        report.push(format!("{name}: {growth}"));
     }
     println!("{keys} sorted sets x 5 members:\n  {}", report.join("\n  "));
 }

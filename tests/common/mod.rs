@@ -699,3 +699,43 @@ pub fn run_to_exit(dir: &Path, extra: &[&str]) -> (Option<i32>, String) {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.code(), text)
 }
+
+/// used_memory and used_memory_rss from INFO memory.
+pub fn info_memory(con: &mut redis::Connection) -> (u64, u64) {
+    let text: String = redis::cmd("INFO").arg("memory").query(con).expect("INFO memory");
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("INFO memory has no {name}"))
+    };
+    (field("used_memory"), field("used_memory_rss"))
+}
+
+/// The number of keys for a memory comparison: the environment variable
+/// `var` for a big run (1,000,000 is the figure worth reporting), else a
+/// quick default.
+pub fn memory_keys(var: &str) -> u64 {
+    std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(100_000)
+}
+
+/// Adds `keys` keys with one command each (`command(i)`), pipelined in
+/// batches of 1000, and describes how much used_memory and RSS grew: per
+/// key, and in total.
+pub fn memory_growth(con: &mut redis::Connection, keys: u64, command: &dyn Fn(u64) -> redis::Cmd) -> String {
+    let (before, rss_before) = info_memory(con);
+    for batch in (0..keys).collect::<Vec<_>>().chunks(1000) {
+        let mut pipe = redis::pipe();
+        for &i in batch {
+            pipe.add_command(command(i)).ignore();
+        }
+        pipe.query::<()>(con).expect("pipeline");
+    }
+    let (after, rss_after) = info_memory(con);
+    format!(
+        "used_memory +{} = {:.1} B/key, used_memory_rss +{}",
+        after - before,
+        (after - before) as f64 / keys as f64,
+        rss_after.saturating_sub(rss_before)
+    )
+}
