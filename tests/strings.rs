@@ -222,3 +222,31 @@ fn read_commands_count_keyspace_hits_and_misses() {
     assert_eq!(stat(&mut con, "keyspace_hits") - hits, 2);
     assert_eq!(stat(&mut con, "keyspace_misses") - misses, 2);
 }
+
+/// Sets the same small strings (an 8-byte value under a "session:N" key,
+/// and small integers) in ferrokey and valkey-server and prints what each
+/// reports per key. For reading, not asserted: the figures depend on the
+/// allocator and the machine. STRING_MEMORY_KEYS=1000000 for the full run.
+#[test]
+fn memory_of_many_small_strings_next_to_valkey() {
+    let keys = common::memory_keys("STRING_MEMORY_KEYS");
+    let ferrokey = Server::start();
+    let valkey = common::Valkey::start();
+    let mut report = Vec::new();
+    for (name, server) in [("ferrokey", &ferrokey), ("valkey", &*valkey)] {
+        let mut con = server.client();
+        let words = common::memory_growth(&mut con, keys, &|i| {
+            let mut set = redis::cmd("SET");
+            set.arg(format!("session:{i}")).arg(format!("v{:07}", i % 10_000_000));
+            set
+        });
+        let ints = common::memory_growth(&mut con, keys, &|i| {
+            let mut set = redis::cmd("SET");
+            set.arg(format!("count:{i}")).arg(i);
+            set
+        });
+        report.push(format!("{name} short strings: {words}"));
+        report.push(format!("{name} integers: {ints}"));
+    }
+    println!("{keys} small strings:\n  {}", report.join("\n  "));
+}
