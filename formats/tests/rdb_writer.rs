@@ -592,7 +592,10 @@ fn lzf_matches_liblzf_on_fixture_strings() {
         }
     }
     eprintln!("LZF strings in the Valkey 8 fixtures: {total}; identical to liblzf's: {ours_same}");
-    assert!(total > 100);
+    // The shared fixtures hold thousands; the repository's copy, read when
+    // they are not beside the clone, a few dozen.
+    let minimum = if root().to_string_lossy().contains("shared") { 100 } else { 30 };
+    assert!(total > minimum, "only {total} LZF strings found under {}", root().display());
     assert!(ours_diff.is_empty(), "LZF output differs from liblzf: {:?}", &ours_diff[..ours_diff.len().min(10)]);
 }
 
