@@ -154,28 +154,6 @@ impl Value {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn short_strings_keep_their_bytes() {
-        for len in [0usize, 1, 7, 8, 44, 255] {
-            let bytes: Vec<u8> = (0..len).map(|i| i as u8).collect();
-            let s = ShortStr::from(&bytes[..]);
-            assert_eq!(&s[..], &bytes[..]);
-            assert_eq!(&s.clone()[..], &bytes[..]);
-        }
-    }
-
-    /// Every key pays for the widest variant: keep it at two words.
-    #[test]
-    fn value_stays_small() {
-        assert_eq!(std::mem::size_of::<Value>(), 16);
-        assert!(std::mem::size_of::<crate::db::Entry>() <= 32);
-    }
-}
-
 /// An `embstr` value's bytes behind one thin pointer: the allocation holds
 /// a length byte and then the bytes. A `Box<[u8]>` would be two words and
 /// make every [`Value`] a word wider; short strings are the most common
@@ -238,3 +216,25 @@ impl std::fmt::Debug for ShortStr {
 // SAFETY: ShortStr owns its allocation exclusively, like a Box<[u8]>.
 unsafe impl Send for ShortStr {}
 unsafe impl Sync for ShortStr {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_strings_keep_their_bytes() {
+        for len in [0usize, 1, 7, 8, 44, 255] {
+            let bytes: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let s = ShortStr::from(&bytes[..]);
+            assert_eq!(&s[..], &bytes[..]);
+            assert_eq!(&s.clone()[..], &bytes[..]);
+        }
+    }
+
+    /// Every key pays for the widest variant: keep it at two words.
+    #[test]
+    fn value_stays_small() {
+        assert_eq!(std::mem::size_of::<Value>(), 16);
+        assert!(std::mem::size_of::<crate::db::Entry>() <= 32);
+    }
+}

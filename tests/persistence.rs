@@ -564,7 +564,7 @@ fn bgsave_is_a_point_in_time_snapshot_while_clients_write() {
                 while !stop.load(Ordering::Relaxed) {
                     n += 1;
                     // Back and forth, so a:i never runs out.
-                    let (from, to) = if (n / 500) % 2 == 0 { (&a, &b) } else { (&b, &a) };
+                    let (from, to) = if (n / 500).is_multiple_of(2) { (&a, &b) } else { (&b, &a) };
                     let replies: Vec<i64> = redis::pipe()
                         .atomic()
                         .cmd("DECR")

@@ -103,7 +103,8 @@ fn shutdown(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     // server keeps running rather than exit with writes unsaved (unless
     // FORCE says to exit anyway).
     ctx.srv.shutdown = Some(mode);
-    if !(crate::aof::before_exit(ctx.srv) && crate::persistence::before_exit(ctx.srv)) && !force {
+    let persisted = crate::aof::before_exit(ctx.srv) && crate::persistence::before_exit(ctx.srv);
+    if !persisted && !force {
         ctx.srv.shutdown = None;
         return Err("ERR Errors trying to SHUTDOWN. Check logs.".into());
     }
