@@ -325,6 +325,29 @@ fn setid_journal(key: &[u8], group_name: &[u8], group: &ConsumerGroup) -> Vec<Ve
     ]
 }
 
+/// The consumer XCLAIM and XAUTOCLAIM claim for: created when new (the
+/// creation journalled, since a replay must create it too) and stamped as
+/// seen now. Returns whether it was created.
+fn claim_as_consumer(
+    group: &mut ConsumerGroup,
+    key: &[u8],
+    group_name: &[u8],
+    consumer_name: &[u8],
+    now_ms: i64,
+    journal: &mut Option<Vec<Vec<Vec<u8>>>>,
+) -> bool {
+    let created = group.create_consumer(consumer_name, now_ms);
+    if created {
+        if let Some(journal) = journal.as_mut() {
+            journal.push(create_consumer_journal(key, group_name, consumer_name));
+        }
+    }
+    if let Some(c) = group.consumers.get_mut(consumer_name) {
+        c.seen_time = now_ms;
+    }
+    created
+}
+
 fn create_consumer_journal(key: &[u8], group: &[u8], consumer: &[u8]) -> Vec<Vec<u8>> {
     vec![b"XGROUP".to_vec(), b"CREATECONSUMER".to_vec(), key.to_vec(), group.to_vec(), consumer.to_vec()]
 }
@@ -1227,17 +1250,11 @@ fn xclaim(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
         dirty += 1;
         last_id_moved = true;
     }
-    let consumer_created = group.create_consumer(consumer_name, now_ms);
+    let consumer_created = claim_as_consumer(group, key, group_name, consumer_name, now_ms, &mut journal);
     if consumer_created {
         dirty += 1;
-        if let Some(journal) = journal.as_mut() {
-            journal.push(create_consumer_journal(key, group_name, consumer_name));
-        }
     }
     let Some(consumer) = group.consumer_name(consumer_name) else { return Ok(()) };
-    if let Some(c) = group.consumers.get_mut(&consumer) {
-        c.seen_time = now_ms;
-    }
     let deferred = Deferred::start(out);
     let mut claimed = 0;
     let mut claims = 0;
@@ -1360,17 +1377,11 @@ fn xautoclaim(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let Some(Stream { entries, groups }) = stream else { return Err(no_group_error(key, group_name, "")) };
     let Some(group) = groups.get_mut(group_name) else { return Err(no_group_error(key, group_name, "")) };
     let mut dirty = 0;
-    let consumer_created = group.create_consumer(consumer_name, now_ms);
+    let consumer_created = claim_as_consumer(group, key, group_name, consumer_name, now_ms, &mut journal);
     if consumer_created {
         dirty += 1;
-        if let Some(journal) = journal.as_mut() {
-            journal.push(create_consumer_journal(key, group_name, consumer_name));
-        }
     }
     let Some(consumer) = group.consumer_name(consumer_name) else { return Ok(()) };
-    if let Some(c) = group.consumers.get_mut(&consumer) {
-        c.seen_time = now_ms;
-    }
     out.array(3);
     let cursor_at = Deferred::start(out);
     let claimed_at = Deferred::start(out);
