@@ -16,7 +16,7 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{run_to_exit, Server, Valkey};
+use common::{run_to_exit, wait_for_log, Server, Valkey};
 use redis::{Connection, RedisResult, Value};
 
 // ---------------------------------------------------------------------------
@@ -64,15 +64,6 @@ fn wait_for_rewrite(con: &mut Connection) -> HashMap<String, String> {
             return f;
         }
         assert!(Instant::now() < deadline, "the AOF rewrite did not finish: {f:?}");
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Waits (up to 20 s) for the server's log to show `text`.
-fn wait_for_log(server: &Server, text: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !server.output().contains(text) {
-        assert!(Instant::now() < deadline, "the log never showed {text:?}:\n{}", server.output());
         thread::sleep(Duration::from_millis(20));
     }
 }

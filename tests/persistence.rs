@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{free_port, run_to_exit, Server, Valkey};
+use common::{free_port, run_to_exit, wait_for_log, Server, Valkey};
 use redis::{Connection, RedisResult, Value};
 
 // ---------------------------------------------------------------------------
@@ -135,16 +135,6 @@ fn wait_for_bgsave(con: &mut Connection) -> HashMap<String, String> {
             return f;
         }
         assert!(Instant::now() < deadline, "BGSAVE did not finish");
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Waits (up to 10 s) for the server's log to show `text`: its output is
-/// collected by another thread.
-fn wait_for_log(server: &Server, text: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !server.output().contains(text) {
-        assert!(Instant::now() < deadline, "the log never showed {text:?}:\n{}", server.output());
         thread::sleep(Duration::from_millis(20));
     }
 }

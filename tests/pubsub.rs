@@ -6,9 +6,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{RawConn, Server};
+use common::{eventually, RawConn, Server};
 
 fn publish(con: &mut redis::Connection, channel: &str, message: &[u8]) -> i64 {
     redis::cmd("PUBLISH").arg(channel).arg(message).query(con).unwrap()
@@ -20,16 +20,6 @@ fn info_field(c: &mut RawConn, section: &str, field: &str) -> String {
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{field}:")).map(|v| v.trim().to_string()))
         .unwrap_or_else(|| panic!("no {field} in {text}"))
-}
-
-/// Waits until `check` holds (the server notices a closed connection a
-/// little after the client closed it).
-fn eventually(mut check: impl FnMut() -> bool, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !check() {
-        assert!(Instant::now() < deadline, "never saw {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 #[test]

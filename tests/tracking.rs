@@ -11,7 +11,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{escape, RawConn, Server};
+use common::{escape, eventually, RawConn, Server};
 
 /// The RESP3 push invalidating `keys`.
 fn invalidation(keys: &[&str]) -> Vec<u8> {
@@ -69,14 +69,6 @@ fn client_line(c: &mut RawConn, id: &str) -> Option<String> {
 
 fn field<'a>(line: &'a str, name: &str) -> &'a str {
     line.split(' ').find_map(|f| f.strip_prefix(&format!("{name}="))).unwrap_or_else(|| panic!("no {name} in {line}"))
-}
-
-fn eventually(mut check: impl FnMut() -> bool, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !check() {
-        assert!(Instant::now() < deadline, "never saw {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 // ---------------------------------------------------------------------------

@@ -739,3 +739,23 @@ pub fn memory_growth(con: &mut redis::Connection, keys: u64, command: &dyn Fn(u6
         rss_after.saturating_sub(rss_before)
     )
 }
+
+/// Waits until `check` holds (up to 10 s): for what the server does a
+/// little after a client acts, such as noticing a closed connection.
+pub fn eventually(mut check: impl FnMut() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check() {
+        assert!(Instant::now() < deadline, "never saw {what}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits (up to 20 s) for the server's log, collected by another thread,
+/// to show `text`.
+pub fn wait_for_log(server: &Server, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !server.output().contains(text) {
+        assert!(Instant::now() < deadline, "the log never showed {text:?}:\n{}", server.output());
+        thread::sleep(Duration::from_millis(20));
+    }
+}
