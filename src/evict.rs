@@ -383,8 +383,10 @@ pub fn cron(_st: &mut ServerState) {
 /// memory to free is freed, nothing is evictable, or the time budget is
 /// spent (then the background task continues).
 pub fn perform_evictions(st: &mut ServerState) -> Outcome {
-    // Nothing is evicted from a dataset being loaded.
-    if st.persistence.loading.is_some() {
+    // Nothing is evicted from a dataset being loaded, nor while clients
+    // are paused (Valkey pauses eviction with either kind of pause, so the
+    // dataset holds still, e.g. for a failover).
+    if st.persistence.loading.is_some() || st.pause.is_active() {
         return Outcome::Ok;
     }
     let Some(to_free) = memory_to_free(&st.config, not_counted_memory(st)) else {

@@ -403,3 +403,28 @@ fn unlink_and_flushall_async_free_on_the_lazyfree_thread() {
     assert_eq!(info_field(&mut con, "memory", "lazyfreed_objects"), 2001);
     assert_eq!(info_field(&mut con, "memory", "lazyfree_pending_objects"), 0);
 }
+
+#[test]
+fn nothing_is_evicted_while_clients_are_paused() {
+    // As in Valkey, a pause (WRITE or ALL) holds eviction too, so the
+    // dataset stays as it is until UNPAUSE, even over the limit.
+    let server = start_with_policy("allkeys-random");
+    let mut con = server.client();
+    fill(&mut con, "a:", 0..2000, 1000, &[]);
+    let _: () = redis::cmd("CLIENT").arg("PAUSE").arg(60_000).arg("WRITE").query(&mut con).unwrap();
+    let half = used_memory(&mut con) / 2;
+    config_set(&mut con, "maxmemory", &half.to_string());
+    for _ in 0..20 {
+        let _: Option<String> = con.get("a:1").unwrap();
+    }
+    assert_eq!(info_field(&mut con, "stats", "evicted_keys"), 0);
+    let size: i64 = redis::cmd("DBSIZE").query(&mut con).unwrap();
+    assert_eq!(size, 2000);
+    let _: () = redis::cmd("CLIENT").arg("UNPAUSE").query(&mut con).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while info_field(&mut con, "stats", "evicted_keys") == 0 {
+        assert!(Instant::now() < deadline, "no eviction after UNPAUSE");
+        let _: Option<String> = con.get("a:1").unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
