@@ -27,6 +27,8 @@ pub enum TimeoutReply {
     NullArray,
     /// `$-1` in RESP2 (BLMOVE, BRPOPLPUSH).
     NullBulk,
+    /// `:0` (WAIT: no replica acknowledged).
+    Zero,
 }
 
 impl TimeoutReply {
@@ -34,6 +36,7 @@ impl TimeoutReply {
         match self {
             TimeoutReply::NullArray => out.null_array(),
             TimeoutReply::NullBulk => out.null(),
+            TimeoutReply::Zero => out.int(0),
         }
     }
 }

@@ -48,6 +48,9 @@ pub struct ClientInfo {
     /// Set by CLIENT KILL, QUIT and protocol errors: the connection closes
     /// once pending replies are written.
     pub close_requested: Cell<bool>,
+    /// Set at the end of a snapshot transfer: the connection closes once
+    /// its pending output is written (see commands/replication.rs).
+    pub close_after_output: Cell<bool>,
     pub kill: Notify,
     /// Parked by a blocking command (CLIENT LIST flag `b`).
     pub blocked: Cell<bool>,
@@ -118,6 +121,7 @@ impl ClientInfo {
             authenticated: Cell::new(authenticated),
             reply_mode: Cell::new(ReplyMode::On),
             close_requested: Cell::new(false),
+            close_after_output: Cell::new(false),
             kill: Notify::new(),
             blocked: Cell::new(false),
             pending_output: RefCell::new(Vec::new()),
@@ -179,11 +183,21 @@ pub struct Client {
     pub no_blocking: bool,
     /// The transaction being queued, between MULTI and EXEC/DISCARD.
     pub multi: Option<crate::commands::transactions::MultiState>,
+    /// What REPLCONF announced, for a SYNC/PSYNC snapshot transfer.
+    pub replica_handshake: crate::commands::replication::Handshake,
 }
 
 impl Client {
     pub fn new(info: Rc<ClientInfo>) -> Client {
-        Client { info, db: 0, resp3: false, block_request: None, no_blocking: false, multi: None }
+        Client {
+            info,
+            db: 0,
+            resp3: false,
+            block_request: None,
+            no_blocking: false,
+            multi: None,
+            replica_handshake: Default::default(),
+        }
     }
 
     pub fn select(&mut self, db: usize) {

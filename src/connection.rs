@@ -270,8 +270,12 @@ async fn serve(mut stream: TcpStream, state: &Rc<RefCell<ServerState>>, info: Rc
                 r = stream.readable() => if r.is_err() { break },
                 _ = info.kill.notified() => break,
                 _ = info.wake.notified() => {
-                    // Messages for this client (pub/sub, keyspace events).
+                    // Messages for this client (pub/sub, keyspace events),
+                    // or a snapshot transfer's bytes.
                     if !write_pending_output(&mut stream, state, &info).await {
+                        break;
+                    }
+                    if info.close_after_output.get() && info.pending_output.borrow().is_empty() {
                         break;
                     }
                     continue;

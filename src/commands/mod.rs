@@ -6,6 +6,7 @@ use crate::command::Handler;
 
 pub mod args;
 pub mod bitmaps;
+pub mod cluster;
 pub mod connection;
 pub mod functions;
 pub mod geo;
@@ -15,6 +16,7 @@ pub mod keyspace;
 pub mod lists;
 pub mod persistence;
 pub mod pubsub;
+pub mod replication;
 pub mod scripting;
 pub mod server;
 pub mod sets;
@@ -45,5 +47,7 @@ pub fn all_handlers() -> Vec<(&'static str, Handler)> {
     all.extend_from_slice(transactions::COMMANDS);
     all.extend_from_slice(scripting::COMMANDS);
     all.extend_from_slice(functions::COMMANDS);
+    all.extend_from_slice(replication::COMMANDS);
+    all.extend_from_slice(cluster::COMMANDS);
     all
 }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use ferrokey_formats::rdb::{AuxInfo, KeyMeta, RdbWriter, WriterOptions};
 
 use super::rdb::payload_of;
+use crate::aof::strerror;
 use crate::db::NO_EXPIRE;
 use crate::server::{unix_ms, ServerState};
 use crate::{log_notice, log_warning};
@@ -27,6 +28,10 @@ pub struct SaveOptions {
     pub store_freq: Option<u32>,
     /// The file is the base of an AOF (its `aof-base` aux field says so).
     pub aof_base: bool,
+    /// Leave the keys out, or the function libraries (the filters of a
+    /// snapshot transfer, `REPLCONF rdb-filter-only`).
+    pub without_keys: bool,
+    pub without_functions: bool,
 }
 
 impl SaveOptions {
@@ -40,12 +45,26 @@ impl SaveOptions {
             store_idle: policy.uses_lru(),
             store_freq: policy.uses_lfu().then_some(st.config.lfu_decay_time),
             aof_base: false,
+            without_keys: false,
+            without_functions: false,
         }
     }
 }
 
 /// Writes the whole dataset to `out` as one RDB file.
 pub fn write_dataset<W: Write>(st: &ServerState, out: W, opts: SaveOptions) -> io::Result<W> {
+    write_dataset_observed(st, out, opts, &mut || {})
+}
+
+/// [`write_dataset`], calling `on_key` after each key (a child reports its
+/// progress so), and pausing as `rdb-key-save-delay` asks.
+pub fn write_dataset_observed<W: Write>(
+    st: &ServerState,
+    out: W,
+    opts: SaveOptions,
+    on_key: &mut dyn FnMut(),
+) -> io::Result<W> {
+    let key_delay = super::config_int(st, "rdb-key-save-delay");
     let now_ms = unix_ms();
     let now_s = (now_ms / 1000) as u32;
     let _ = tikv_jemalloc_ctl::epoch::advance();
@@ -53,11 +72,12 @@ pub fn write_dataset<W: Write>(st: &ServerState, out: W, opts: SaveOptions) -> i
     let mut w = RdbWriter::new(out, opts.writer);
     w.header()?;
     w.standard_aux(&AuxInfo { ctime: now_ms / 1000, used_mem, aof_base: opts.aof_base, repl: None })?;
-    for library in st.persistence.functions.libraries() {
+    let libraries = if opts.without_functions { None } else { Some(st.persistence.functions.libraries()) };
+    for library in libraries.into_iter().flatten() {
         w.function(&library.code)?;
     }
     for (index, db) in st.dbs.iter().enumerate() {
-        if db.is_empty() {
+        if db.is_empty() || opts.without_keys {
             continue;
         }
         w.select_db(index as u64)?;
@@ -69,6 +89,8 @@ pub fn write_dataset<W: Write>(st: &ServerState, out: W, opts: SaveOptions) -> i
                 lfu_freq: opts.store_freq.map(|decay| crate::evict::lfu_counter(entry, now_s, decay)),
             };
             w.key(&meta, key, &payload_of(&entry.value))?;
+            on_key();
+            super::debug_delay(key_delay);
         }
     }
     w.finish()
@@ -80,44 +102,54 @@ pub fn temp_file_name(pid: u32) -> PathBuf {
 }
 
 /// Writes the dataset to `temp`, makes it durable, and renames it to
-/// `target` (both relative to the working directory, which is `dir`).
-/// Logs what failed, Valkey's way, and removes the temporary file then.
-pub fn write_file_atomically(st: &ServerState, temp: &Path, target: &Path) -> Result<(), String> {
+/// `target` (both relative to the working directory, which is `dir`),
+/// calling `on_key` after each key. Logs what failed, Valkey's way, and
+/// removes the temporary file then; the error is the line logged.
+pub fn write_file_atomically(
+    st: &ServerState,
+    temp: &Path,
+    target: &Path,
+    on_key: &mut dyn FnMut(),
+) -> Result<(), String> {
     let opts = SaveOptions::from_state(st);
     let written = (|| -> Result<(), (&'static str, io::Error)> {
         let file = File::create(temp).map_err(|e| ("open", e))?;
         let out = BufWriter::with_capacity(64 * 1024, file);
-        let out = write_dataset(st, out, opts).map_err(|e| ("write", e))?;
+        let out = write_dataset_observed(st, out, opts, on_key).map_err(|e| ("write", e))?;
         let file = out.into_inner().map_err(|e| ("fflush", e.into_error()))?;
         file.sync_all().map_err(|e| ("fsync", e))?;
         Ok(())
     })();
+    let cwd = || std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_else(|_| "unknown".into());
+    let failed = |line: String| {
+        log_warning!("{line}");
+        Err(line)
+    };
     if let Err((op, e)) = written {
         let _ = std::fs::remove_file(temp);
-        if op == "open" {
-            let cwd = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_else(|_| "unknown".into());
-            log_warning!(
-                "Failed opening the temp RDB file {} (in server root dir {cwd}) for saving: {e}",
-                temp.display()
-            );
+        return failed(if op == "open" {
+            format!(
+                "Failed opening the temp RDB file {} (in server root dir {}) for saving: {}",
+                temp.display(),
+                cwd(),
+                strerror(&e)
+            )
         } else {
-            log_warning!("Write error while saving DB to the disk({op}): {e}");
-        }
-        return Err(e.to_string());
+            format!("Write error while saving DB to the disk({op}): {}", strerror(&e))
+        });
     }
     if let Err(e) = std::fs::rename(temp, target) {
-        let cwd = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_else(|_| "unknown".into());
-        log_warning!(
-            "Error moving temp DB file {} on the final destination {} (in server root dir {cwd}): {e}",
-            temp.display(),
-            target.display()
-        );
         let _ = std::fs::remove_file(temp);
-        return Err(e.to_string());
+        return failed(format!(
+            "Error moving temp DB file {} on the final destination {} (in server root dir {}): {}",
+            temp.display(),
+            target.display(),
+            cwd(),
+            strerror(&e)
+        ));
     }
     if let Err(e) = sync_parent_dir(target) {
-        log_warning!("Failed to fsync directory while saving DB: {e}");
-        return Err(e.to_string());
+        return failed(format!("Failed to fsync directory while saving DB: {}", strerror(&e)));
     }
     log_notice!("DB saved on disk");
     Ok(())
