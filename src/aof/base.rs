@@ -17,7 +17,7 @@ use ferrokey_formats::rdb::{decode_dump_payload, dump_payload_with, DecodedObjec
 
 use crate::db::NO_EXPIRE;
 use crate::persistence::rdb::payload_of;
-use crate::persistence::save::{write_dataset, SaveOptions};
+use crate::persistence::save::{write_dataset_observed, SaveOptions};
 use crate::server::{unix_ms, ServerState};
 
 /// Items per RPUSH, SADD, ZADD or HMSET (Valkey's AOF_REWRITE_ITEMS_PER_CMD).
@@ -28,16 +28,16 @@ const ITEMS_PER_COMMAND: usize = 64;
 const AUTOSYNC_BYTES: usize = 4 * 1024 * 1024;
 
 /// Writes the dataset to `path` as a base file and makes it durable (the
-/// caller renames it into place).
-pub fn write_base_file(st: &ServerState, path: &Path, rdb_preamble: bool) -> io::Result<()> {
+/// caller renames it into place), calling `on_key` after each key.
+pub fn write_base_file(st: &ServerState, path: &Path, rdb_preamble: bool, on_key: &mut dyn FnMut()) -> io::Result<()> {
     let file = File::create(path)?;
     let sync_every = if st.config.aof_rewrite_incremental_fsync { AUTOSYNC_BYTES } else { usize::MAX };
     let out = BufWriter::with_capacity(64 * 1024, SyncingWriter { file, unsynced: 0, sync_every });
     let out = if rdb_preamble {
         let opts = SaveOptions { aof_base: true, ..SaveOptions::from_state(st) };
-        write_dataset(st, out, opts)?
+        write_dataset_observed(st, out, opts, on_key)?
     } else {
-        write_commands(st, out)?
+        write_commands(st, out, on_key)?
     };
     let writer = out.into_inner().map_err(|e| e.into_error())?;
     writer.file.sync_all()
@@ -66,8 +66,10 @@ impl Write for SyncingWriter {
     }
 }
 
-/// The dataset as commands (`aof-use-rdb-preamble no`).
-fn write_commands<W: Write>(st: &ServerState, mut out: W) -> io::Result<W> {
+/// The dataset as commands (`aof-use-rdb-preamble no`), pausing after
+/// each key as `rdb-key-save-delay` asks.
+fn write_commands<W: Write>(st: &ServerState, mut out: W, on_key: &mut dyn FnMut()) -> io::Result<W> {
+    let key_delay = crate::persistence::config_int(st, "rdb-key-save-delay");
     let mut cmd = Vec::with_capacity(64 * 1024);
     if st.config.aof_timestamp_enabled {
         encode_timestamp(&mut cmd, unix_ms() / 1000);
@@ -94,6 +96,8 @@ fn write_commands<W: Write>(st: &ServerState, mut out: W) -> io::Result<W> {
                 out.write_all(&cmd)?;
                 cmd.clear();
             }
+            on_key();
+            crate::persistence::debug_delay(key_delay);
         }
     }
     out.write_all(&cmd)?;

@@ -21,6 +21,7 @@ use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, Notify};
 
@@ -249,7 +250,12 @@ impl Syncer {
         let (pending_t, done_t) = (pending.clone(), done.clone());
         std::thread::Builder::new().name("aof-fsync".into()).spawn(move || {
             for job in queue {
+                let started = Instant::now();
                 let result = sync_data(&job.file);
+                let took = started.elapsed();
+                if took >= SLOW_FSYNC {
+                    log_slow_fsync(took, job.reply.is_some());
+                }
                 match job.reply {
                     Some(reply) => {
                         let _ = reply.send(result);
@@ -298,6 +304,26 @@ impl Syncer {
             // The thread is gone: only possible once it exited the process.
             self.pending.fetch_sub(1, Ordering::AcqRel);
         }
+    }
+}
+
+/// An fsync that takes this long is logged (ferrokey's warning: Valkey
+/// only records it for LATENCY).
+const SLOW_FSYNC: Duration = Duration::from_secs(1);
+
+/// Warns of an fsync that took `took`. Under `always` (`writes_waited`),
+/// every write reply waited for it; under `everysec`, writes wait for it
+/// only once it passes 2 s (then Valkey's "Asynchronous AOF fsync is
+/// taking too long" follows).
+fn log_slow_fsync(took: Duration, writes_waited: bool) {
+    let ms = took.as_millis();
+    if writes_waited {
+        log_warning!(
+            "Slow AOF fsync: fdatasync took {ms} ms (disk is busy?), and replies to writes waited for it \
+             (appendfsync always)."
+        );
+    } else {
+        log_warning!("Slow AOF fsync: the background fdatasync took {ms} ms (disk is busy?).");
     }
 }
 

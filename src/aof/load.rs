@@ -112,8 +112,9 @@ pub async fn load_and_open(state: &Rc<RefCell<ServerState>>) -> bool {
         }
     };
     if !sources.is_empty() {
-        state.borrow_mut().persistence.loading =
-            Some(LoadingInfo { start_unix: unix_ms() / 1000, total_bytes: total, loaded_bytes: 0, rdb_used_mem: 0 });
+        let dir = state.borrow().config.appenddirname.clone();
+        log_notice!("Loading the append only file from {dir} ({} files, {total} bytes)...", sources.len());
+        state.borrow_mut().persistence.loading = Some(LoadingInfo::new(total));
         let loaded = load_files(state, &sources).await;
         let mut st = state.borrow_mut();
         st.persistence.loading = None;
@@ -125,6 +126,8 @@ pub async fn load_and_open(state: &Rc<RefCell<ServerState>>) -> bool {
         for db in st.dbs.iter_mut() {
             db.stamp_unset_access_times(now_s);
         }
+        let keys: u64 = st.dbs.iter().map(|db| db.len() as u64).sum();
+        log_notice!("Done loading AOF, keys in memory: {keys}.");
         log_notice!("DB loaded from append only file: {:.3} seconds", started.elapsed().as_secs_f64());
     }
     let mut st = state.borrow_mut();
@@ -222,6 +225,9 @@ async fn load_rdb_part(state: &Rc<RefCell<ServerState>>, source: &Source, loaded
                 info.loaded_bytes = loaded_before + loader.offset();
                 info.rdb_used_mem = loader.rdb_used_mem;
             }
+            if matches!(result, Ok(false)) {
+                crate::persistence::log_loading_progress(&mut st);
+            }
             result
         };
         match stepped {
@@ -270,14 +276,27 @@ async fn replay(
     let mut client = Client::new(Rc::new(ClientInfo::new(0, unspecified, unspecified, -1, 0, true)));
     client.no_blocking = true;
     let load_truncated = state.borrow().config.aof_load_truncated;
-    let mut replay =
-        Replay { source, reader, start, last, load_truncated, client, out: Reply::new(false), transaction: None };
+    let key_delay = crate::persistence::config_int(&state.borrow(), "key-load-delay");
+    let mut replay = Replay {
+        source,
+        reader,
+        start,
+        last,
+        load_truncated,
+        key_delay,
+        client,
+        out: Reply::new(false),
+        transaction: None,
+    };
     loop {
         let finished = {
             let mut st = state.borrow_mut();
             let finished = replay.step(&mut st);
             if let Some(info) = st.persistence.loading.as_mut() {
                 info.loaded_bytes = loaded_before + start + replay.reader.offset();
+            }
+            if finished.is_none() {
+                crate::persistence::log_loading_progress(&mut st);
             }
             finished
         };
@@ -297,6 +316,8 @@ struct Replay<'a> {
     /// The last file of the AOF (only its tail may be cut).
     last: bool,
     load_truncated: bool,
+    /// `key-load-delay`: a pause after each command, as Valkey makes.
+    key_delay: i64,
     /// The client the commands run as: no connection, never blocking.
     client: Client,
     out: Reply,
@@ -377,6 +398,7 @@ impl Replay<'_> {
                     None => run(st, &mut self.client, &mut self.out, spec, &args),
                 },
             }
+            crate::persistence::debug_delay(self.key_delay);
         }
         None
     }
@@ -463,7 +485,7 @@ fn open_on_start(st: &mut ServerState) -> bool {
     if manifest.base.is_none() && manifest.incr.is_empty() {
         let base = manifest.new_base(&name, st.config.aof_use_rdb_preamble).clone();
         let temp = PathBuf::from(format!("temp-rewriteaof-{}.aof", std::process::id()));
-        let written = super::base::write_base_file(st, &temp, st.config.aof_use_rdb_preamble)
+        let written = super::base::write_base_file(st, &temp, st.config.aof_use_rdb_preamble, &mut || {})
             .and_then(|()| std::fs::rename(&temp, base.path_in(&dir)));
         if let Err(e) = written {
             log_warning!("Write error writing append only file on disk: {}", super::journal::strerror(&e));

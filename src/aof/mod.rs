@@ -38,6 +38,7 @@ use crate::config::AppendFsync;
 use crate::effects::Unit;
 use crate::server::{unix_ms, ServerState};
 use crate::{log_notice, log_warning};
+pub(crate) use journal::strerror;
 use journal::{Journal, Shared, Syncer};
 
 /// How long writes may wait for a slow background fsync under
@@ -314,6 +315,14 @@ fn flush(st: &mut ServerState, force: bool) -> Flush {
             // Kept in the buffer and tried again; writes are refused
             // meanwhile (MISCONF). What was acknowledged is not lost as
             // long as the server runs.
+            if aof.write_error.is_none() {
+                let file = journal_file_name(&aof.manifest, aof.state, &st.config.appendfilename);
+                log_warning!(
+                    "Writes are refused (MISCONF) until the AOF file {}/{file} can be written again: {}",
+                    st.config.appenddirname,
+                    journal::errno_text(failure.errno())
+                );
+            }
             aof.write_error = Some(failure.errno());
             journal.shared.publish(end);
             return Flush::Done;
@@ -370,6 +379,15 @@ fn write_and_sync_now(journal: &mut Journal, policy: AppendFsync) -> bool {
 // ---------------------------------------------------------------------------
 // Files and the manifest
 // ---------------------------------------------------------------------------
+
+/// The name of the file the journal appends to: the temporary incr file
+/// while the first base is written, else the manifest's last incr file.
+fn journal_file_name(manifest: &Manifest, state: State, appendfilename: &str) -> String {
+    match (state, manifest.incr.last()) {
+        (State::On, Some(incr)) => incr.name_lossy(),
+        _ => String::from_utf8_lossy(&temp_incr_file_name(appendfilename)).into_owned(),
+    }
+}
 
 /// Opens the next incr file and journals into it from now on (Valkey's
 /// openNewIncrAofForAppend): a new incr file persisted in a copy of the
@@ -629,6 +647,7 @@ fn start(st: &mut ServerState) -> Result<(), &'static str> {
                  starting a rewrite now."
             );
             rewrite::kill_child(aof);
+            crate::persistence::childinfo::child_ended(st, crate::persistence::childinfo::ChildKind::AofRewrite);
         }
         if rewrite::start(st).is_err() {
             if let Some(aof) = st.aof.as_mut() {
@@ -664,7 +683,10 @@ fn stop(st: &mut ServerState) {
         log_notice!("AOF was disabled but there is a scheduled AOF background, cancel it.");
     }
     aof.write_error = None;
-    rewrite::kill_child(aof);
+    if aof.child.is_some() {
+        rewrite::kill_child(aof);
+        crate::persistence::childinfo::child_ended(st, crate::persistence::childinfo::ChildKind::AofRewrite);
+    }
 }
 
 /// CONFIG SET aof-disable-auto-gc: history files left while it was on go
@@ -721,7 +743,7 @@ pub fn info_fields(st: &ServerState, s: &mut String) {
          aof_rewrites:{}\r\n\
          aof_rewrites_consecutive_failures:{}\r\n\
          aof_last_write_status:{}\r\n\
-         aof_last_cow_size:0\r\n",
+         aof_last_cow_size:{}\r\n",
         (aof.state != State::Off) as u8,
         aof.child.is_some() as u8,
         aof.rewrite_scheduled as u8,
@@ -731,6 +753,7 @@ pub fn info_fields(st: &ServerState, s: &mut String) {
         aof.rewrites,
         aof.consecutive_failures,
         if aof.write_error.is_none() { "ok" } else { "err" },
+        st.persistence.aof_last_cow_size,
     );
 }
 

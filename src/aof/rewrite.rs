@@ -16,6 +16,7 @@ use std::time::Instant;
 use ferrokey_formats::aof::{temp_incr_file_name, Manifest};
 
 use super::{Aof, State};
+use crate::persistence::childinfo::{self, ChildKind};
 use crate::server::{unix_ms, ServerState};
 use crate::{log_notice, log_verbose, log_warning};
 
@@ -30,6 +31,7 @@ const LIMIT_MAX_MINUTES: i64 = 60;
 pub struct RewriteChild {
     pub pid: libc::pid_t,
     pub started_unix: i64,
+    pub started: Instant,
     /// The base it writes is an RDB file (else commands).
     pub rdb_preamble: bool,
 }
@@ -77,6 +79,7 @@ pub fn start(st: &mut ServerState) -> Result<libc::pid_t, StartError> {
     let rdb_preamble = st.config.aof_use_rdb_preamble;
     let Some(aof) = st.aof.as_mut() else { return Err(StartError::Failed) };
     aof.rewrites += 1;
+    let pipe = childinfo::open_pipe();
     let forked_at = Instant::now();
     // SAFETY: as for BGSAVE (see persistence::start_bgsave): the child
     // only reads the snapshot it inherited, writes with blocking std I/O
@@ -91,10 +94,19 @@ pub fn start(st: &mut ServerState) -> Result<libc::pid_t, StartError> {
         }
         0 => {
             crate::persistence::close_inherited_sockets();
+            let mut reporter = pipe.map(|p| p.into_reporter(ChildKind::AofRewrite));
             let temp = temp_base_name(std::process::id() as libc::pid_t);
-            let code = match super::base::write_base_file(st, &temp, rdb_preamble) {
+            let mut on_key = || {
+                if let Some(r) = reporter.as_mut() {
+                    r.key_written();
+                }
+            };
+            let code = match super::base::write_base_file(st, &temp, rdb_preamble, &mut on_key) {
                 Ok(()) => {
                     log_notice!("Successfully created the temporary AOF base file {}", temp.display());
+                    if let Some(r) = reporter.as_mut() {
+                        r.succeeded();
+                    }
                     0
                 }
                 Err(e) => {
@@ -110,8 +122,10 @@ pub fn start(st: &mut ServerState) -> Result<libc::pid_t, StartError> {
         pid => {
             st.persistence.latest_fork_usec = forked_at.elapsed().as_micros() as u64;
             st.persistence.total_forks += 1;
-            aof.child = Some(RewriteChild { pid, started_unix: unix_ms() / 1000, rdb_preamble });
+            aof.child =
+                Some(RewriteChild { pid, started_unix: unix_ms() / 1000, started: Instant::now(), rdb_preamble });
             aof.rewrite_scheduled = false;
+            childinfo::child_started(st, pipe);
             log_notice!("Background append only file rewriting started by pid {pid}");
             Ok(pid)
         }
@@ -129,6 +143,7 @@ pub fn reap(st: &mut ServerState) {
         return;
     }
     let started = Instant::now();
+    let report = childinfo::child_ended(st, ChildKind::AofRewrite);
     if r == -1 {
         let e = std::io::Error::last_os_error();
         log_warning!("waitpid() returned an error: {e}. child_type: AOF, child_pid = {}", child.pid);
@@ -148,6 +163,12 @@ pub fn reap(st: &mut ServerState) {
         failed(st, signal != libc::SIGUSR1);
     }
     cleanup(st, child);
+    log_notice!(
+        "Background AOF rewrite by pid {} ended after {:.3} seconds (copy-on-write peak {} MB)",
+        child.pid,
+        child.started.elapsed().as_secs_f64(),
+        report.cow_peak >> 20
+    );
     log_verbose!("Background AOF rewrite signal handler took {}us", started.elapsed().as_micros());
 }
 

@@ -104,9 +104,7 @@ fn replconf(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
             }
         } else if is("version") {
             if !is_version(value) {
-                return Err(
-                    format!("ERR Unrecognized version format: {}", String::from_utf8_lossy(value)).into()
-                );
+                return Err(format!("ERR Unrecognized version format: {}", String::from_utf8_lossy(value)).into());
             }
         } else if is("rdb-channel") {
             let n = parse_long(value)?;
@@ -114,9 +112,7 @@ fn replconf(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
                 return Err("ERR value is out of range, value must between 0 and 1".into());
             }
         } else {
-            return Err(
-                format!("ERR Unrecognized REPLCONF option: {}", String::from_utf8_lossy(pair[0])).into()
-            );
+            return Err(format!("ERR Unrecognized REPLCONF option: {}", String::from_utf8_lossy(pair[0])).into());
         }
     }
     ctx.client.replica_handshake = handshake;
@@ -250,7 +246,8 @@ async fn relay(info: &ClientInfo, reader: OwnedFd, mark: Option<&[u8]>) -> io::R
         if info.close_requested.get() {
             return Err(io::Error::other("the client went away"));
         }
-        while mark.is_some() && info.pending_output.borrow().len() + info.output_in_flight.get() > MAX_BUFFERED_TRANSFER {
+        while mark.is_some() && info.pending_output.borrow().len() + info.output_in_flight.get() > MAX_BUFFERED_TRANSFER
+        {
             tokio::time::sleep(Duration::from_millis(2)).await;
             if info.close_requested.get() {
                 return Err(io::Error::other("the client went away"));
@@ -311,7 +308,8 @@ fn role(ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
 /// Valkey's WAIT does on a primary without replicas.
 fn wait(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let wanted = parse_long(args[1])?;
-    let timeout_ms = parse_long(args[2]).map_err(|_| CmdError::from("ERR timeout is not an integer or out of range"))?;
+    let timeout_ms =
+        parse_long(args[2]).map_err(|_| CmdError::from("ERR timeout is not an integer or out of range"))?;
     if timeout_ms < 0 {
         return Err("ERR timeout is negative".into());
     }

@@ -160,7 +160,16 @@ const IMPLEMENTED: &[&str] = &[
     "aof-rewrite-incremental-fsync",
     "client-output-buffer-limit",
     "tracking-table-max-keys",
+    "aof-disable-auto-gc",
+    "enable-protected-configs",
+    "key-load-delay",
+    "rdb-key-save-delay",
 ];
+
+/// The directives the server acts on (ferrokey.conf sets each of them).
+pub fn implemented_directives() -> &'static [&'static str] {
+    IMPLEMENTED
+}
 
 /// Valkey accepts any `hz` but runs within these bounds.
 const HZ_RANGE: std::ops::RangeInclusive<i64> = 1..=500;

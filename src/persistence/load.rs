@@ -63,6 +63,8 @@ pub struct Loader {
     pub total_bytes: u64,
     /// The `used-mem` aux field.
     pub rdb_used_mem: u64,
+    /// `key-load-delay`: a pause after each key (see `debug_delay`).
+    key_delay: i64,
 }
 
 /// The fewest bytes a key takes in an RDB file: its type, an empty name
@@ -97,6 +99,7 @@ impl Loader {
             functions: Vec::new(),
             total_bytes,
             rdb_used_mem: 0,
+            key_delay: super::config_int(st, "key-load-delay"),
         }))
     }
 
@@ -133,6 +136,7 @@ impl Loader {
                 LoadItem::Key(k) => {
                     keys += 1;
                     self.add_key(st, k, now_s)?;
+                    super::debug_delay(self.key_delay);
                     continue;
                 }
                 LoadItem::Item(item) => item,
@@ -161,6 +165,7 @@ impl Loader {
                 RdbItem::Key(k) => {
                     keys += 1;
                     self.add_key(st, k.map_value(LoadValue::Decoded), now_s)?;
+                    super::debug_delay(self.key_delay);
                 }
                 RdbItem::Eof { checksum } => {
                     if checksum == Checksum::Disabled {

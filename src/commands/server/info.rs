@@ -213,17 +213,21 @@ fn persistence_section(st: &ServerState, s: &mut String) {
     let p = &st.persistence;
     let now = unix_us() / 1_000_000;
     let current_bgsave = p.child.map_or(-1, |c| now - c.started_unix);
+    // What the running child (BGSAVE or AOF rewrite) reported.
+    let child = &p.child_stats;
+    let fork_perc =
+        if child.keys_total > 0 { child.keys_processed as f64 * 100.0 / child.keys_total as f64 } else { 0.0 };
     let _ = write!(
         s,
         "# Persistence\r\n\
          loading:{loading}\r\n\
          async_loading:0\r\n\
-         current_cow_peak:0\r\n\
-         current_cow_size:0\r\n\
-         current_cow_size_age:0\r\n\
-         current_fork_perc:0.00\r\n\
-         current_save_keys_processed:0\r\n\
-         current_save_keys_total:0\r\n\
+         current_cow_peak:{cow_peak}\r\n\
+         current_cow_size:{cow_size}\r\n\
+         current_cow_size_age:{cow_age}\r\n\
+         current_fork_perc:{fork_perc:.2}\r\n\
+         current_save_keys_processed:{keys_processed}\r\n\
+         current_save_keys_total:{keys_total}\r\n\
          rdb_changes_since_last_save:{dirty}\r\n\
          rdb_bgsave_in_progress:{in_progress}\r\n\
          rdb_last_save_time:{last_save}\r\n\
@@ -231,10 +235,16 @@ fn persistence_section(st: &ServerState, s: &mut String) {
          rdb_last_bgsave_time_sec:{last_bgsave}\r\n\
          rdb_current_bgsave_time_sec:{current_bgsave}\r\n\
          rdb_saves:{saves}\r\n\
-         rdb_last_cow_size:0\r\n\
+         rdb_last_cow_size:{rdb_cow}\r\n\
          rdb_last_load_keys_expired:{keys_expired}\r\n\
          rdb_last_load_keys_loaded:{keys_loaded}\r\n",
         loading = p.loading.is_some() as u8,
+        cow_peak = child.cow_peak,
+        cow_size = child.cow_bytes,
+        cow_age = child.cow_updated.map_or(0, |at| at.elapsed().as_secs()),
+        keys_processed = child.keys_processed,
+        keys_total = child.keys_total,
+        rdb_cow = p.rdb_last_cow_size,
         dirty = st.dirty,
         in_progress = p.child.is_some() as u8,
         last_save = st.last_save_unix,
