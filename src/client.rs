@@ -96,6 +96,8 @@ pub struct ClientInfo {
     /// Closed for going over its output buffer limit (counted in INFO once
     /// the connection is gone).
     pub output_limit_reached: Cell<bool>,
+    /// In MONITOR mode (CLIENT LIST flag `O`; see monitor.rs).
+    pub monitor: Cell<bool>,
 }
 
 impl ClientInfo {
@@ -140,6 +142,7 @@ impl ClientInfo {
             output_in_flight: Cell::new(0),
             output_soft_limit_since: Cell::new(0),
             output_limit_reached: Cell::new(false),
+            monitor: Cell::new(false),
         }
     }
 

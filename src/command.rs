@@ -181,6 +181,9 @@ pub mod flags {
     pub const PROTECTED: u32 = 1 << 13;
     pub const NO_MANDATORY_KEYS: u32 = 1 << 14;
     pub const ALLOW_BUSY: u32 = 1 << 15;
+    /// EVAL and FCALL: shown to MONITOR before their script's commands,
+    /// not after (see monitor.rs).
+    pub const SKIP_MONITOR: u32 = 1 << 16;
 
     pub fn from_name(name: &[u8]) -> u32 {
         match name {
@@ -199,6 +202,7 @@ pub mod flags {
             b"no_multi" => NO_MULTI,
             b"no_mandatory_keys" => NO_MANDATORY_KEYS,
             b"allow_busy" => ALLOW_BUSY,
+            b"skip_monitor" => SKIP_MONITOR,
             _ => 0,
         }
     }

@@ -94,6 +94,7 @@ pub fn accept_with_input(stream: TcpStream, peer: SocketAddr, state: &Rc<RefCell
         st.blocking.remove_client(info.id);
         st.watches.unwatch_all(&info);
         crate::pubsub::forget_client(&mut st, &info);
+        st.monitors.remove(&info);
         crate::tracking::disable(&mut st, &info);
         crate::pause::forget_client(&mut st, info.id);
         if info.output_limit_reached.get() {
@@ -625,8 +626,16 @@ fn run_checked(
     if spec.handler.is_none() {
         return Err(reject(command::arity_error(&spec.name)));
     }
+    // A client in MONITOR mode is, to Valkey, a replica: kept off the
+    // keyspace, and never paused.
+    let monitor = client.info.monitor.get();
+    if monitor
+        && effective_flags & (command::flags::READONLY | command::flags::WRITE | command::flags::MAY_REPLICATE) != 0
+    {
+        return Err(reject("ERR Replica can't interact with the keyspace".into()));
+    }
     // A parked client whose command is served again is never held.
-    if !client.info.blocked.get() && st.pause.holds(client, spec) {
+    if !client.info.blocked.get() && !monitor && st.pause.holds(client, spec) {
         crate::pause::postpone(st, client);
         return Ok(Outcome::Postponed);
     }
@@ -672,12 +681,20 @@ pub fn call(
     };
     let errors_before = out.errors;
     let dirty_before = st.dirty;
+    // A parked command served again was shown to monitors when first run.
+    let served_again = client.info.blocked.get();
+    if !served_again && spec.has(command::flags::SKIP_MONITOR) {
+        crate::monitor::feed(st, &client.info, client.db, args);
+    }
     let started = std::time::Instant::now();
     let mut ctx = Ctx { srv: st, client, out, now_ms };
     let result = handler(&mut ctx, args);
     let micros = started.elapsed().as_micros() as u64;
     if spec.name != "exec" {
         ctx.srv.slowlog.record(args, micros, now_ms, &ctx.client.info);
+    }
+    if !served_again && !spec.has(command::flags::SKIP_MONITOR | command::flags::ADMIN) {
+        crate::monitor::feed(ctx.srv, &ctx.client.info, ctx.client.db, args);
     }
     // A command that blocked wrote nothing: signalling its keys would only
     // run it (and every other waiter) again for nothing, round and round.

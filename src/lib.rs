@@ -23,6 +23,7 @@ pub mod keytable;
 pub mod lazyfree;
 pub mod log;
 pub mod longdouble;
+pub mod monitor;
 pub mod notify;
 pub mod output_limits;
 pub mod pause;

@@ -82,6 +82,7 @@ pub struct ServerState {
     pub persistence: crate::persistence::Persistence,
     pub watches: crate::watch::Watches,
     pub pubsub: crate::pubsub::PubSub,
+    pub monitors: crate::monitor::Monitors,
     /// The listening sockets, for accepting while a script is busy.
     pub listener_fds: Vec<std::os::fd::RawFd>,
     /// Connections accepted while a script was busy, for the accept loop
@@ -127,6 +128,7 @@ impl ServerState {
             persistence: Default::default(),
             watches: Default::default(),
             pubsub: Default::default(),
+            monitors: Default::default(),
             listener_fds: Vec::new(),
             accepted_while_busy: Vec::new(),
             adopt_notify: Rc::new(Notify::new()),

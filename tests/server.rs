@@ -1,5 +1,6 @@
 //! Server commands end to end: INFO, CONFIG, COMMAND, SLOWLOG, LATENCY,
-//! MEMORY, DEBUG, TIME, LASTSAVE and SHUTDOWN, through a real client.
+//! MEMORY, DEBUG, TIME, LASTSAVE, SHUTDOWN and MONITOR, through a real
+//! client.
 
 mod common;
 
@@ -7,7 +8,7 @@ use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{free_port, RawConn, Server};
+use common::{free_port, RawConn, Server, Valkey};
 use redis::{Connection, RedisResult, Value};
 
 fn query<T: redis::FromRedisValue>(con: &mut Connection, args: &[&str]) -> RedisResult<T> {
@@ -503,4 +504,128 @@ fn shutdown_closes_the_connection_and_exits_cleanly() {
     }
     let status = s.stop().expect("exit status");
     assert!(status.success(), "{status:?}");
+}
+
+/// What a MONITOR client is sent while another client runs a series of
+/// commands: each line without its timestamp, which is checked to be
+/// `<seconds>.<6-digit microseconds>`, with the clients' addresses written
+/// `ADDR`, `WAITER` (the one that blocks) and `MONITOR`; `PONG` for the
+/// reply to the monitor's own PING, which ends the transcript.
+fn monitor_transcript(server: &Server) -> Vec<String> {
+    let mut monitor = server.raw();
+    assert_eq!(monitor.cmd(&[b"MONITOR"]), b"+OK\r\n");
+    let mut other = server.raw();
+    let addr = other.stream().local_addr().unwrap().to_string();
+    let script = "redis.call('set','x',KEYS[1]); return redis.call('get','x')";
+    let library = "#!lua name=lib\nredis.register_function('f', function(k, a) return redis.call('incr', k[1]) end)";
+    for args in [
+        &[&b"SET"[..], b"k", b"v\x00\"\\\n\xc3\xa9"][..],
+        &[b"SELECT", b"3"],
+        &[b"set", b"a", b"1"],
+        &[b"SELECT", b"0"],
+        &[b"AUTH", b"secret"],
+        &[b"AUTH", b"default", b"pw"],
+        &[b"HELLO", b"2", b"AUTH", b"default", b"pw", b"SETNAME", b"x"],
+        &[b"HELLO", b"9", b"AUTH", b"default", b"pw"],
+        &[b"EVAL", script.as_bytes(), b"1", b"kk"],
+        &[b"FUNCTION", b"LOAD", library.as_bytes()],
+        &[b"FCALL", b"f", b"1", b"cnt"],
+        &[b"MULTI"],
+        &[b"INCR", b"t"],
+        &[b"SET", b"t"],
+        &[b"EXEC"],
+        &[b"MULTI"],
+        &[b"INCR", b"t"],
+        &[b"EXEC"],
+        // Admin commands, unknown commands and arity errors are not shown.
+        &[b"CONFIG", b"SET", b"hz", b"10"],
+        &[b"CLIENT", b"LIST"],
+        &[b"NOSUCHCOMMAND"],
+        &[b"GET"],
+    ] {
+        other.cmd(args);
+    }
+    // A blocking command shows when it blocks, not again when served.
+    let mut waiter = server.raw();
+    waiter.send(&[b"BLPOP", b"queue", b"0"]);
+    // (CLIENT LIST is an admin command: the polling is not shown.)
+    common::eventually(
+        || client_list_line(&mut other, &waiter).is_some_and(|l| l.contains(" flags=b ")),
+        "BLPOP to block",
+    );
+    other.cmd(&[b"RPUSH", b"queue", b"item"]);
+    assert_eq!(waiter.read_reply(), b"*2\r\n$5\r\nqueue\r\n$4\r\nitem\r\n");
+    // The monitor's own command is shown to it too, after its reply.
+    monitor.send(&[b"PING"]);
+    let monitor_addr = monitor.stream().local_addr().unwrap().to_string();
+    let waiter_addr = waiter.stream().local_addr().unwrap().to_string();
+    let mut lines = Vec::new();
+    loop {
+        let reply = String::from_utf8(monitor.read_reply()).unwrap();
+        if reply == "+PONG\r\n" {
+            lines.push("PONG".to_string());
+            continue;
+        }
+        let (timestamp, rest) = reply.strip_prefix('+').unwrap().split_once(' ').unwrap();
+        let (seconds, micros) = timestamp.split_once('.').unwrap();
+        assert!(seconds.parse::<u64>().is_ok() && micros.len() == 6 && micros.parse::<u32>().is_ok(), "{reply}");
+        let line =
+            rest.trim_end().replace(&addr, "ADDR").replace(&monitor_addr, "MONITOR").replace(&waiter_addr, "WAITER");
+        let done = line.ends_with("\"PING\"");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    // A monitor may not touch the keyspace.
+    let refused = b"-ERR Replica can't interact with the keyspace\r\n";
+    assert_eq!(monitor.cmd(&[b"GET", b"k"]), refused);
+    assert_eq!(monitor.cmd(&[b"SET", b"k", b"1"]), refused);
+    let listed = client_list_line(&mut other, &monitor).unwrap();
+    assert!(listed.contains(" flags=O "), "{listed}");
+    assert_eq!(monitor.cmd(&[b"RESET"]), b"+RESET\r\n");
+    other.cmd(&[b"SET", b"after", b"reset"]);
+    assert_eq!(monitor.cmd(&[b"PING"]), b"+PONG\r\n", "no more lines after RESET");
+    lines
+}
+
+/// The CLIENT LIST line of `client`, as `observer` sees it (none before
+/// the server accepted the connection).
+fn client_list_line(observer: &mut RawConn, client: &RawConn) -> Option<String> {
+    let addr = client.stream().local_addr().unwrap().to_string();
+    let list = String::from_utf8(observer.cmd(&[b"CLIENT", b"LIST"])).unwrap();
+    list.lines().find(|l| l.contains(&format!(" addr={addr} "))).map(str::to_string)
+}
+
+#[test]
+fn monitor_shows_commands_as_valkey_does() {
+    // Taken from valkey-server 8.0.1.
+    let expected = [
+        r#"[0 ADDR] "SET" "k" "v\x00\"\\\n\xc3\xa9""#,
+        r#"[3 ADDR] "SELECT" "3""#,
+        r#"[3 ADDR] "set" "a" "1""#,
+        r#"[0 ADDR] "SELECT" "0""#,
+        r#"[0 ADDR] "AUTH" "(redacted)""#,
+        r#"[0 ADDR] "AUTH" "(redacted)" "(redacted)""#,
+        r#"[0 ADDR] "HELLO" "2" "AUTH" "(redacted)" "(redacted)" "SETNAME" "x""#,
+        r#"[0 ADDR] "HELLO" "9" "AUTH" "default" "pw""#,
+        r#"[0 ADDR] "EVAL" "redis.call('set','x',KEYS[1]); return redis.call('get','x')" "1" "kk""#,
+        r#"[0 lua] "set" "x" "kk""#,
+        r#"[0 lua] "get" "x""#,
+        r##"[0 ADDR] "FUNCTION" "LOAD" "#!lua name=lib\nredis.register_function('f', function(k, a) return redis.call('incr', k[1]) end)""##,
+        r#"[0 ADDR] "FCALL" "f" "1" "cnt""#,
+        r#"[0 lua] "incr" "cnt""#,
+        r#"[0 ADDR] "MULTI""#,
+        r#"[0 ADDR] "EXEC""#,
+        r#"[0 ADDR] "MULTI""#,
+        r#"[0 ADDR] "INCR" "t""#,
+        r#"[0 ADDR] "EXEC""#,
+        r#"[0 WAITER] "BLPOP" "queue" "0""#,
+        r#"[0 ADDR] "RPUSH" "queue" "item""#,
+        "PONG",
+        r#"[0 MONITOR] "PING""#,
+    ];
+    for server in [Server::start(), Valkey::start().into_server()] {
+        assert_eq!(monitor_transcript(&server), expected, "{}", server.kind().name());
+    }
 }

@@ -125,6 +125,7 @@ fn reset(ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
     let authenticated = required_password(ctx.srv).is_none();
     crate::commands::transactions::discard_transaction(ctx.srv, ctx.client);
     crate::pubsub::unsubscribe_all(ctx.srv, ctx.client);
+    ctx.srv.monitors.remove(&ctx.client.info);
     crate::tracking::disable(ctx.srv, &ctx.client.info);
     ctx.client.reset(authenticated);
     ctx.out.resp3 = false;
@@ -674,19 +675,22 @@ impl Caller {
 }
 
 /// An address as Valkey prints it: `ip:port`, IPv6 in brackets.
-fn format_addr(addr: &SocketAddr) -> String {
+pub(crate) fn format_addr(addr: &SocketAddr) -> String {
     match addr {
         SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
         SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
     }
 }
 
-/// The CLIENT LIST flags in Valkey's order: `P` pub/sub, `x` in MULTI,
-/// `b` blocked or paused, `t` tracking, `R` broken tracking redirection,
-/// `B` tracking in BCAST mode, `d` WATCHed key changed, `e` no-evict, `T`
-/// no-touch; `N` for none.
+/// The CLIENT LIST flags in Valkey's order: `O` in MONITOR mode, `P`
+/// pub/sub, `x` in MULTI, `b` blocked or paused, `t` tracking, `R` broken
+/// tracking redirection, `B` tracking in BCAST mode, `d` WATCHed key
+/// changed, `e` no-evict, `T` no-touch; `N` for none.
 fn flags(info: &ClientInfo) -> String {
     let mut f = String::new();
+    if info.monitor.get() {
+        f.push('O');
+    }
     if info.is_pubsub() {
         f.push('P');
     }

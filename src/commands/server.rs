@@ -37,6 +37,7 @@ pub const COMMANDS: &[(&str, Handler)] = &[
     ("command|getkeysandflags", command_cmd::command_getkeysandflags),
     ("command|help", command_cmd::command_help),
     ("time", time),
+    ("monitor", monitor),
     ("shutdown", shutdown),
     ("debug", debug::debug),
     ("latency|latest", latency::latency_latest),
@@ -64,6 +65,21 @@ fn time(ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
     ctx.out.array(2);
     ctx.out.bulk_int(now / 1_000_000);
     ctx.out.bulk_int(now % 1_000_000);
+    Ok(())
+}
+
+/// MONITOR: from now on the client is sent every command the server runs
+/// (see monitor.rs). Refused where the client expects one reply per
+/// command (inside EXEC); a client already monitoring gets no reply.
+fn monitor(ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
+    if ctx.client.no_blocking {
+        return Err("ERR MONITOR isn't allowed for DENY BLOCKING client".into());
+    }
+    if ctx.client.info.monitor.get() {
+        return Ok(());
+    }
+    ctx.srv.monitors.add(&ctx.client.info);
+    ctx.out.ok();
     Ok(())
 }
 

@@ -1199,6 +1199,12 @@ unsafe fn active_run<'a>() -> Option<&'a mut RunContext> {
     ACTIVE_RUN.with(|a| a.get().as_mut())
 }
 
+/// Whether a script or function is running: a command dispatched now is
+/// one it called (MONITOR shows it as from `lua`).
+pub fn script_is_running() -> bool {
+    ACTIVE_RUN.with(|a| !a.get().is_null())
+}
+
 /// Runs a compiled script or function for `ctx`'s client and writes its
 /// result (or error) as the reply.
 pub fn run(vm: &LuaVm, ctx: &mut Ctx, call: &ScriptCall) -> CmdResult {
