@@ -11,7 +11,7 @@
 //! deadline passes, and a client that disconnects is removed by
 //! [`Blocking::remove_client`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,13 @@ pub enum TimeoutReply {
     NullBulk,
     /// `:0` (WAIT: no replica acknowledged).
     Zero,
+    /// WAITAOF's `[local, replicas]`: whether this server's AOF holds the
+    /// client's writes, up to `write_offset`, fsynced, and 0 replicas.
+    /// [`unblock`] reckons it from the fsyncs done by the time it answers.
+    /// `local` and `replicas` tell what the client waits for: only a
+    /// waiter for the local fsync alone can be released before its timeout
+    /// (see commands/replication.rs).
+    AofAcks { write_offset: u64, local: bool, replicas: bool },
 }
 
 impl TimeoutReply {
@@ -37,6 +44,21 @@ impl TimeoutReply {
             TimeoutReply::NullArray => out.null_array(),
             TimeoutReply::NullBulk => out.null(),
             TimeoutReply::Zero => out.int(0),
+            // Without the server state at hand, no fsync is known to cover
+            // the writes.
+            TimeoutReply::AofAcks { .. } => crate::commands::replication::write_aof_acks(out, false),
+        }
+    }
+
+    /// The reply at the timeout (or at CLIENT UNBLOCK ... TIMEOUT), given
+    /// the server's state then.
+    fn write_now(self, st: &ServerState, out: &mut Reply) {
+        match self {
+            TimeoutReply::AofAcks { write_offset, .. } => {
+                let fsynced = crate::commands::replication::fsync_covers(st, write_offset);
+                crate::commands::replication::write_aof_acks(out, fsynced);
+            }
+            other => other.write(out),
         }
     }
 }
@@ -79,6 +101,9 @@ pub struct Blocking {
     /// Keys written since waiters were last served, in order, without repeats.
     ready: VecDeque<Vec<u8>>,
     serving: bool,
+    /// The parked clients waiting in WAITAOF (their timeout reply is
+    /// [`TimeoutReply::AofAcks`]), so that an fsync looks at them alone.
+    aof_waiters: BTreeSet<u64>,
 }
 
 impl Blocking {
@@ -114,6 +139,12 @@ impl Blocking {
         self.parked.get(&id).and_then(|p| p.deadline)
     }
 
+    /// The clients parked in WAITAOF, each with its timeout reply (which
+    /// tells what it waits for).
+    pub fn aof_waiters(&self) -> impl Iterator<Item = (u64, TimeoutReply)> + '_ {
+        self.aof_waiters.iter().filter_map(|id| self.parked.get(id).map(|p| (*id, p.on_timeout)))
+    }
+
     fn park(&mut self, parked: Parked) {
         let id = parked.info.id;
         for key in &parked.keys {
@@ -123,12 +154,16 @@ impl Blocking {
             }
         }
         parked.info.blocked.set(true);
+        if matches!(parked.on_timeout, TimeoutReply::AofAcks { .. }) {
+            self.aof_waiters.insert(id);
+        }
         self.parked.insert(id, parked);
     }
 
     /// Takes a client out of every queue; returns its parking record.
     pub fn remove_client(&mut self, id: u64) -> Option<Parked> {
         let parked = self.parked.remove(&id)?;
+        self.aof_waiters.remove(&id);
         for key in &parked.keys {
             if let Some(queue) = self.waiters.get_mut(key) {
                 queue.retain(|&w| w != id);
@@ -258,7 +293,7 @@ pub fn unblock(st: &mut ServerState, id: u64, error: Option<&str>) -> bool {
     let mut out = Reply::new(parked.resp3);
     match error {
         Some(e) => out.error(e),
-        None => parked.on_timeout.write(&mut out),
+        None => parked.on_timeout.write_now(st, &mut out),
     }
     deliver(&parked, &out.buf);
     true

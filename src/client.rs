@@ -54,6 +54,9 @@ pub struct ClientInfo {
     pub kill: Notify,
     /// Parked by a blocking command (CLIENT LIST flag `b`).
     pub blocked: Cell<bool>,
+    /// The journal offset after this client's last journalled write
+    /// (Valkey's woff): WAITAOF waits for the AOF fsynced up to there.
+    pub aof_write_offset: Cell<u64>,
     /// Output produced for this client outside its own command processing
     /// (a parked command served, pub/sub messages, keyspace events),
     /// waiting for its connection to write it.
@@ -126,6 +129,7 @@ impl ClientInfo {
             close_after_output: Cell::new(false),
             kill: Notify::new(),
             blocked: Cell::new(false),
+            aof_write_offset: Cell::new(0),
             pending_output: RefCell::new(Vec::new()),
             wake: Notify::new(),
             unread_input: RefCell::new(Vec::new()),

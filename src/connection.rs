@@ -508,7 +508,8 @@ pub fn execute(st: &mut ServerState, client: &mut Client, out: &mut Reply, args:
     // attached the list is always empty).
     let unit = st.effects.finish_unit();
     if !unit.is_empty() {
-        crate::aof::feed(st, unit);
+        let end = crate::aof::feed(st, unit);
+        info.aof_write_offset.set(end);
     }
     if st.blocking.has_ready() {
         crate::blocking::serve_ready(st);

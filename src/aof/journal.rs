@@ -11,15 +11,19 @@
 //! only when that returned. The event loop keeps running meanwhile, so
 //! the next group gathers while the disk works.
 //!
-//! Offsets count bytes appended since the journal opened, across incr
-//! files (a rewrite switches files, the offsets go on).
+//! Offsets count bytes appended since the server started, across incr
+//! files (a rewrite switches files, the offsets go on) and across journals
+//! (CONFIG SET appendonly no, then yes: the new journal starts where the
+//! last one ended), so a client's offset never points into a journal
+//! that came later. WAITAOF compares a client's last write's offset with
+//! the fsync thread's [`Syncer::fsynced`].
 
 use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -38,8 +42,8 @@ pub struct Shared {
 }
 
 impl Shared {
-    fn new() -> Rc<Shared> {
-        Rc::new(Shared { durable: Cell::new(0), released: Notify::new() })
+    fn new(start: u64) -> Rc<Shared> {
+        Rc::new(Shared { durable: Cell::new(start), released: Notify::new() })
     }
 
     /// Declares everything up to `end` safe to acknowledge.
@@ -76,20 +80,27 @@ pub struct Journal {
 }
 
 impl Journal {
-    pub fn new(file: File) -> io::Result<Journal> {
+    /// A journal appending to `file`, its offsets starting at `start`.
+    pub fn new(file: File, start: u64) -> io::Result<Journal> {
         let size = file.metadata()?.len();
         Ok(Journal {
             file: Arc::new(file),
             buf: Vec::new(),
-            appended: 0,
+            appended: start,
             incr_size: size,
             fsynced_size: size,
             last_fsync_ms: crate::server::unix_ms(),
             postponed_since_ms: 0,
             selected_db: None,
             timestamp_s: 0,
-            shared: Shared::new(),
+            shared: Shared::new(start),
         })
+    }
+
+    /// Offset after the last byte written to the file: what an fsync
+    /// started now makes durable.
+    pub fn written(&self) -> u64 {
+        self.appended - self.buf.len() as u64
     }
 
     /// Appends an execution unit's commands, with the SELECTs and `#TS:`
@@ -227,10 +238,22 @@ pub fn errno_text(code: i32) -> String {
     unsafe { std::ffi::CStr::from_ptr(libc::strerror(code)).to_string_lossy().into_owned() }
 }
 
-/// A file to fsync, and whether the one who asked waits for the result.
+/// A file to fsync, the journal offset it makes durable, and what follows
+/// the result.
 struct SyncJob {
     file: Arc<File>,
-    reply: Option<oneshot::Sender<io::Result<()>>>,
+    covers: u64,
+    then: AfterSync,
+}
+
+enum AfterSync {
+    /// The one who asked waits for the result.
+    Reply(oneshot::Sender<io::Result<()>>),
+    /// A failure stops the server (everysec's fsyncs).
+    ExitOnFailure,
+    /// A failure is only logged: nothing but WAITAOF relies on this fsync,
+    /// and it counts only fsyncs that succeeded (`appendfsync no`).
+    LogFailure,
 }
 
 /// The fsync thread: fdatasync runs there so the event loop never waits
@@ -240,45 +263,72 @@ pub struct Syncer {
     pending: Arc<AtomicUsize>,
     /// Notified after every job (a postponed write may go on).
     pub done: Arc<Notify>,
+    /// The journal offset up to which everything is known to be on disk
+    /// (Valkey's fsynced_reploff): only ever grows.
+    fsynced: Arc<AtomicU64>,
+    /// Notified when `fsynced` grows, to release WAITAOF's waiters.
+    progress: Arc<Notify>,
 }
 
 impl Syncer {
-    pub fn start() -> io::Result<Syncer> {
+    pub fn start(progress: Arc<Notify>) -> io::Result<Syncer> {
         let (jobs, queue) = mpsc::channel::<SyncJob>();
         let pending = Arc::new(AtomicUsize::new(0));
         let done = Arc::new(Notify::new());
-        let (pending_t, done_t) = (pending.clone(), done.clone());
+        let fsynced = Arc::new(AtomicU64::new(0));
+        let (pending_t, done_t, fsynced_t, progress_t) =
+            (pending.clone(), done.clone(), fsynced.clone(), progress.clone());
         std::thread::Builder::new().name("aof-fsync".into()).spawn(move || {
             for job in queue {
                 let started = Instant::now();
                 let result = sync_data(&job.file);
                 let took = started.elapsed();
                 if took >= SLOW_FSYNC {
-                    log_slow_fsync(took, job.reply.is_some());
+                    log_slow_fsync(took, matches!(job.then, AfterSync::Reply(_)));
                 }
-                match job.reply {
-                    Some(reply) => {
+                // Published before the reply: a reply to a write under
+                // `always` implies WAITAOF sees that write fsynced.
+                if result.is_ok() && fsynced_t.fetch_max(job.covers, Ordering::AcqRel) < job.covers {
+                    progress_t.notify_one();
+                }
+                match (job.then, result) {
+                    (AfterSync::Reply(reply), result) => {
                         let _ = reply.send(result);
                     }
-                    None => {
-                        if let Err(e) = result {
-                            // The kernel may have dropped the pages it could
-                            // not write: nothing may be acknowledged on the
-                            // belief that they are safe.
-                            log_warning!(
-                                "Fail to fsync the AOF file: {}. Exiting: data already acknowledged may not \
-                                 be on disk.",
-                                strerror(&e)
-                            );
-                            std::process::exit(1);
-                        }
+                    (_, Ok(())) => {}
+                    (AfterSync::ExitOnFailure, Err(e)) => {
+                        // The kernel may have dropped the pages it could
+                        // not write: nothing may be acknowledged on the
+                        // belief that they are safe.
+                        log_warning!(
+                            "Fail to fsync the AOF file: {}. Exiting: data already acknowledged may not be on \
+                             disk.",
+                            strerror(&e)
+                        );
+                        std::process::exit(1);
+                    }
+                    (AfterSync::LogFailure, Err(e)) => {
+                        log_warning!("Fail to fsync the AOF file: {}", strerror(&e));
                     }
                 }
                 pending_t.fetch_sub(1, Ordering::AcqRel);
                 done_t.notify_one();
             }
         })?;
-        Ok(Syncer { jobs, pending, done })
+        Ok(Syncer { jobs, pending, done, fsynced, progress })
+    }
+
+    /// The journal offset up to which everything is on disk.
+    pub fn fsynced(&self) -> u64 {
+        self.fsynced.load(Ordering::Acquire)
+    }
+
+    /// Records that everything up to `offset` is on disk by other means
+    /// than this thread (an fsync on the event loop, a rewrite's base).
+    pub fn advance(&self, offset: u64) {
+        if self.fsynced.fetch_max(offset, Ordering::AcqRel) < offset {
+            self.progress.notify_one();
+        }
     }
 
     /// Jobs queued or running (INFO aof_pending_bio_fsync).
@@ -286,15 +336,21 @@ impl Syncer {
         self.pending.load(Ordering::Acquire)
     }
 
-    /// Fsyncs `file` in the background; a failure stops the server.
-    pub fn background(&self, file: Arc<File>) {
-        self.submit(SyncJob { file, reply: None });
+    /// Fsyncs `file`, which holds the journal up to `covers`, in the
+    /// background; a failure stops the server.
+    pub fn background(&self, file: Arc<File>, covers: u64) {
+        self.submit(SyncJob { file, covers, then: AfterSync::ExitOnFailure });
+    }
+
+    /// Fsyncs `file` in the background, a failure only logged.
+    pub fn best_effort(&self, file: Arc<File>, covers: u64) {
+        self.submit(SyncJob { file, covers, then: AfterSync::LogFailure });
     }
 
     /// Fsyncs `file` and reports the result.
-    pub fn with_reply(&self, file: Arc<File>) -> oneshot::Receiver<io::Result<()>> {
+    pub fn with_reply(&self, file: Arc<File>, covers: u64) -> oneshot::Receiver<io::Result<()>> {
         let (reply, result) = oneshot::channel();
-        self.submit(SyncJob { file, reply: Some(reply) });
+        self.submit(SyncJob { file, covers, then: AfterSync::Reply(reply) });
         result
     }
 

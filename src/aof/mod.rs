@@ -6,7 +6,9 @@
 //! unit's effects ([`crate::effects`]) are appended to the last incr file
 //! ([`feed`]); replies wait until the journal covers them
 //! ([`durability_wait`]: written, and with `appendfsync always` also
-//! fsynced; see journal.rs for the group commit). The parts:
+//! fsynced; see journal.rs for the group commit). WAITAOF waits for more:
+//! the fsync of its client's last write whatever the policy
+//! ([`fsynced_offset`], [`release_on_fsync`]). The parts:
 //! - journal.rs: the open incr file, its buffer, writes and fsyncs;
 //! - load.rs: the start-up load (manifest, base, incr files, truncated
 //!   tails, the upgrade of an old single-file AOF) and opening the journal;
@@ -69,6 +71,12 @@ pub struct Aof {
     syncer: Option<Syncer>,
     /// Wakes the flusher task (see [`flusher`]).
     wake: Rc<Notify>,
+    /// Wakes the task releasing WAITAOF's waiters (see
+    /// [`release_on_fsync`]): the fsynced offset grew, or what counts as
+    /// fsynced changed with the AOF's state.
+    fsync_progress: std::sync::Arc<Notify>,
+    /// Where the next journal's offsets start: the end of the last one.
+    journal_end: u64,
     child: Option<rewrite::RewriteChild>,
     rewrite_scheduled: bool,
     last_rewrite_ok: bool,
@@ -98,6 +106,8 @@ impl Aof {
             journal: None,
             syncer: None,
             wake: Rc::new(Notify::new()),
+            fsync_progress: std::sync::Arc::new(Notify::new()),
+            journal_end: 0,
             child: None,
             rewrite_scheduled: false,
             last_rewrite_ok: true,
@@ -117,9 +127,9 @@ impl Aof {
     /// Starts journalling into `file`: effects are collected from now on.
     fn open_journal(&mut self, file: std::fs::File, effects: &mut crate::effects::Effects) -> std::io::Result<()> {
         if self.syncer.is_none() {
-            self.syncer = Some(Syncer::start()?);
+            self.syncer = Some(Syncer::start(self.fsync_progress.clone())?);
         }
-        self.journal = Some(RefCell::new(Journal::new(file)?));
+        self.journal = Some(RefCell::new(Journal::new(file, self.journal_end)?));
         effects.enabled = true;
         Ok(())
     }
@@ -127,6 +137,12 @@ impl Aof {
     /// Whether the rewrite child runs.
     pub fn rewrite_in_progress(&self) -> bool {
         self.child.is_some()
+    }
+
+    /// Has WAITAOF's waiters looked at again: what counts as fsynced
+    /// changed.
+    fn recheck_fsync_waiters(&self) {
+        self.fsync_progress.notify_one();
     }
 }
 
@@ -145,13 +161,42 @@ fn open_for_append(path: &Path) -> std::io::Result<std::fs::File> {
 // Appending and durability
 // ---------------------------------------------------------------------------
 
-/// Appends the effects of one execution unit (see effects.rs).
-pub fn feed(st: &mut ServerState, unit: Unit) {
+/// Appends the effects of one execution unit (see effects.rs); returns
+/// the journal offset after them, which WAITAOF waits for when the unit
+/// was a client's.
+pub fn feed(st: &mut ServerState, unit: Unit) -> u64 {
     let timestamp = st.config.aof_timestamp_enabled.then(|| unix_ms() / 1000);
+    let mut end = 0;
     if let Some(journal) = st.aof.as_mut().and_then(|a| a.journal.as_mut()) {
-        journal.get_mut().append_unit(&unit, timestamp);
+        let journal = journal.get_mut();
+        journal.append_unit(&unit, timestamp);
+        end = journal.appended;
     }
     st.effects.recycle(unit);
+    end
+}
+
+/// The journal offset up to which writes count as fsynced to the AOF, for
+/// WAITAOF (Valkey's fsynced_reploff): None while the AOF is off, and
+/// while it waits for its first base only a client that wrote nothing is
+/// covered (offset 0), once the rewrite producing that base runs.
+pub fn fsynced_offset(st: &ServerState) -> Option<u64> {
+    let aof = st.aof.as_ref()?;
+    match aof.state {
+        State::Off => None,
+        State::WaitRewrite => aof.child.is_some().then_some(0),
+        State::On => Some(aof.syncer.as_ref().map_or(0, Syncer::fsynced)),
+    }
+}
+
+/// The task that hands WAITAOF's waiters their replies once the fsync
+/// their writes waited for completed (or the AOF was turned off).
+async fn release_on_fsync(state: Weak<RefCell<ServerState>>, progress: std::sync::Arc<Notify>) {
+    loop {
+        progress.notified().await;
+        let Some(state) = state.upgrade() else { return };
+        crate::commands::replication::release_aof_waiters(&mut state.borrow_mut());
+    }
 }
 
 /// What a connection must wait for before it sends the replies of the
@@ -256,7 +301,7 @@ fn flush(st: &mut ServerState, force: bool) -> Flush {
             && now - journal.last_fsync_ms >= 1000
             && !syncing
         {
-            syncer.background(journal.file.clone());
+            syncer.background(journal.file.clone(), journal.written());
             journal.fsynced_size = journal.incr_size;
             journal.last_fsync_ms = now;
         } else if policy == AppendFsync::Always && journal.fsynced_size != journal.incr_size && !skip_fsync {
@@ -264,7 +309,7 @@ fn flush(st: &mut ServerState, force: bool) -> Flush {
             journal.last_fsync_ms = now;
             let end = journal.appended;
             return Flush::Syncing {
-                result: syncer.with_reply(journal.file.clone()),
+                result: syncer.with_reply(journal.file.clone(), end),
                 shared: journal.shared.clone(),
                 end,
             };
@@ -336,12 +381,13 @@ fn flush(st: &mut ServerState, force: bool) -> Flush {
         AppendFsync::Always => {
             journal.fsynced_size = journal.incr_size;
             journal.last_fsync_ms = now;
-            Flush::Syncing { result: syncer.with_reply(journal.file.clone()), shared: journal.shared.clone(), end }
+            let result = syncer.with_reply(journal.file.clone(), end);
+            Flush::Syncing { result, shared: journal.shared.clone(), end }
         }
         AppendFsync::EverySec => {
             if now - journal.last_fsync_ms >= 1000 {
                 if !syncing {
-                    syncer.background(journal.file.clone());
+                    syncer.background(journal.file.clone(), end);
                     journal.fsynced_size = journal.incr_size;
                 }
                 journal.last_fsync_ms = now;
@@ -357,9 +403,9 @@ fn flush(st: &mut ServerState, force: bool) -> Flush {
 }
 
 /// Writes the buffer now and, unless the policy is `no`, fsyncs the file
-/// before returning (stopping the journal, switching files, shutdown).
-/// Returns false when that failed (logged).
-fn write_and_sync_now(journal: &mut Journal, policy: AppendFsync) -> bool {
+/// before returning (stopping the journal, switching files). Returns false
+/// when that failed (logged).
+fn write_and_sync_now(journal: &mut Journal, syncer: Option<&Syncer>, policy: AppendFsync) -> bool {
     if let Err(failure) = journal.write_buffer() {
         failure.log();
         return false;
@@ -370,6 +416,9 @@ fn write_and_sync_now(journal: &mut Journal, policy: AppendFsync) -> bool {
             return false;
         }
         journal.fsynced_size = journal.incr_size;
+        if let Some(syncer) = syncer {
+            syncer.advance(journal.appended);
+        }
     }
     let end = journal.appended;
     journal.shared.publish(end);
@@ -442,9 +491,16 @@ fn open_new_incr(st: &mut ServerState) -> bool {
             let journal = cell.get_mut();
             // Everything appended so far goes to the old file, and is on
             // disk (as the policy wants) before anything goes to the new.
-            if !write_and_sync_now(journal, policy) && policy == AppendFsync::Always {
+            if !write_and_sync_now(journal, aof.syncer.as_ref(), policy) && policy == AppendFsync::Always {
                 log_warning!("Can't recover from AOF write error when the AOF fsync policy is 'always'. Exiting...");
                 std::process::exit(1);
+            }
+            if policy == AppendFsync::No {
+                // Even under `no`, Valkey fsyncs the file it leaves, in the
+                // background: that fsync is what WAITAOF then counts.
+                if let Some(syncer) = aof.syncer.as_ref() {
+                    syncer.best_effort(journal.file.clone(), journal.written());
+                }
             }
             journal.file = std::sync::Arc::new(file);
             journal.incr_size = 0;
@@ -495,6 +551,7 @@ pub async fn load_at_start(state: &Rc<RefCell<ServerState>>) -> bool {
     let Some(manifest) = load::read_manifest(&state.borrow()) else { return false };
     let aof = Aof::new(manifest);
     tokio::task::spawn_local(flusher(Rc::downgrade(state), aof.wake.clone()));
+    tokio::task::spawn_local(release_on_fsync(Rc::downgrade(state), aof.fsync_progress.clone()));
     state.borrow_mut().aof = Some(aof);
     if state.borrow().config.appendonly && !load::load_and_open(state).await {
         return false;
@@ -523,10 +580,13 @@ pub fn cron(st: &mut ServerState) {
     let Some(aof) = st.aof.as_mut() else { return };
     let Some(journal) = aof.journal.as_mut() else { return };
     let journal = journal.get_mut();
-    let fsync_due = policy == AppendFsync::EverySec && journal.fsynced_size != journal.incr_size;
+    // Under `always` too: data written under `no` before the policy
+    // changed gets its fsync (WAITAOF may wait for it).
+    let fsync_due =
+        matches!(policy, AppendFsync::EverySec | AppendFsync::Always) && journal.fsynced_size != journal.incr_size;
     if !journal.buf.is_empty() || fsync_due {
         // The flusher writes what the cron's expiry journalled, retries a
-        // failed write, and starts a due everysec fsync.
+        // failed write, and starts a due fsync.
         aof.wake.notify_one();
     }
 }
@@ -672,12 +732,16 @@ fn stop(st: &mut ServerState) {
     let Some(aof) = st.aof.as_mut() else { return };
     if let Some(cell) = aof.journal.take() {
         let mut journal = cell.into_inner();
-        write_and_sync_now(&mut journal, if policy == AppendFsync::No { AppendFsync::EverySec } else { policy });
+        let policy = if policy == AppendFsync::No { AppendFsync::EverySec } else { policy };
+        write_and_sync_now(&mut journal, aof.syncer.as_ref(), policy);
         // Whatever could not be written is given up with the journal.
         let end = journal.appended;
         journal.shared.publish(end);
+        aof.journal_end = end;
     }
     aof.state = State::Off;
+    // WAITAOF's waiters for the local fsync now get an error.
+    aof.recheck_fsync_waiters();
     if aof.rewrite_scheduled {
         aof.rewrite_scheduled = false;
         log_notice!("AOF was disabled but there is a scheduled AOF background, cancel it.");

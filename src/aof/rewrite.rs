@@ -34,6 +34,9 @@ pub struct RewriteChild {
     pub started: Instant,
     /// The base it writes is an RDB file (else commands).
     pub rdb_preamble: bool,
+    /// The journal offset its snapshot covers: once its base (which it
+    /// fsyncs) is in the manifest, everything up to there is on disk.
+    pub journal_offset: u64,
 }
 
 /// Why a rewrite did not start.
@@ -122,9 +125,20 @@ pub fn start(st: &mut ServerState) -> Result<libc::pid_t, StartError> {
         pid => {
             st.persistence.latest_fork_usec = forked_at.elapsed().as_micros() as u64;
             st.persistence.total_forks += 1;
-            aof.child =
-                Some(RewriteChild { pid, started_unix: unix_ms() / 1000, started: Instant::now(), rdb_preamble });
+            let journal_offset = aof.journal.as_mut().map_or(0, |j| j.get_mut().appended);
+            aof.child = Some(RewriteChild {
+                pid,
+                started_unix: unix_ms() / 1000,
+                started: Instant::now(),
+                rdb_preamble,
+                journal_offset,
+            });
             aof.rewrite_scheduled = false;
+            if aof.state == State::WaitRewrite {
+                // A client that wrote nothing now counts as fsynced (Valkey's
+                // fsynced_reploff becomes 0 here).
+                aof.recheck_fsync_waiters();
+            }
             childinfo::child_started(st, pipe);
             log_notice!("Background append only file rewriting started by pid {pid}");
             Ok(pid)
@@ -268,8 +282,15 @@ fn finish_successful(st: &mut ServerState, child: RewriteChild) -> Result<(), ()
     aof.last_rewrite_ok = true;
     aof.consecutive_failures = 0;
     log_notice!("Background AOF rewrite finished successfully");
+    if aof.state != State::Off {
+        if let Some(syncer) = aof.syncer.as_ref() {
+            syncer.advance(child.journal_offset);
+        }
+    }
     if aof.state == State::WaitRewrite {
         aof.state = State::On;
+        // The fsyncs of the journal written meanwhile count from now on.
+        aof.recheck_fsync_waiters();
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
-//! Replication commands: REPLCONF, SYNC, PSYNC, ROLE, WAIT, REPLICAOF and
-//! SLAVEOF.
+//! Replication commands: REPLCONF, SYNC, PSYNC, ROLE, WAIT, WAITAOF,
+//! REPLICAOF and SLAVEOF.
 //!
 //! ferrokey is always a primary without replicas. What it serves of the
 //! replication protocol is the snapshot transfer a tool asks for with
@@ -11,16 +11,22 @@
 //! closes after the transfer, as Valkey closes an rdb-only replica. A real
 //! replica (SYNC/PSYNC without rdb-only, REPLICAOF host port) is refused
 //! with an error that says so.
+//!
+//! WAITAOF's local part is real: it waits until the AOF holds the
+//! client's writes fsynced (see [`waitaof`]).
 
 use std::io::{self, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::rc::Rc;
 use std::time::Duration;
 
+use crate::blocking::TimeoutReply;
 use crate::client::ClientInfo;
 use crate::command::{errors, CmdError, CmdResult, Ctx, Handler};
 use crate::commands::args::c_str;
 use crate::persistence::save::{write_dataset, SaveOptions};
+use crate::reply::Reply;
+use crate::server::ServerState;
 use crate::{log_notice, log_warning};
 
 pub const COMMANDS: &[(&str, Handler)] = &[
@@ -29,6 +35,7 @@ pub const COMMANDS: &[(&str, Handler)] = &[
     ("psync", sync),
     ("role", role),
     ("wait", wait),
+    ("waitaof", waitaof),
     ("replicaof", replicaof),
     ("slaveof", replicaof),
 ];
@@ -121,7 +128,21 @@ fn replconf(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
 }
 
 fn parse_long(arg: &[u8]) -> Result<i64, CmdError> {
-    std::str::from_utf8(arg).ok().and_then(|s| s.parse().ok()).ok_or_else(|| errors::NOT_INTEGER.into())
+    ferrokey_formats::resp::parse_i64(arg).ok_or_else(|| errors::NOT_INTEGER.into())
+}
+
+/// A timeout in milliseconds, 0 for forever, with Valkey's checks and
+/// texts (its getTimeoutFromObjectOrReply): the deadline must fit in a
+/// signed 64-bit count of Unix milliseconds.
+fn parse_timeout_ms(arg: &[u8], now_ms: i64) -> Result<Option<Duration>, CmdError> {
+    let ms = ferrokey_formats::resp::parse_i64(arg).ok_or("ERR timeout is not an integer or out of range")?;
+    if ms < 0 {
+        return Err("ERR timeout is negative".into());
+    }
+    if ms > i64::MAX - now_ms {
+        return Err("ERR timeout is out of range".into());
+    }
+    Ok((ms > 0).then(|| Duration::from_millis(ms as u64)))
 }
 
 /// "x.y.z", each part a number below 256, as Valkey's version2num accepts.
@@ -308,18 +329,91 @@ fn role(ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
 /// Valkey's WAIT does on a primary without replicas.
 fn wait(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let wanted = parse_long(args[1])?;
-    let timeout_ms =
-        parse_long(args[2]).map_err(|_| CmdError::from("ERR timeout is not an integer or out of range"))?;
-    if timeout_ms < 0 {
-        return Err("ERR timeout is negative".into());
-    }
+    let timeout = parse_timeout_ms(args[2], ctx.now_ms)?;
     if wanted <= 0 || !ctx.may_block() {
         ctx.out.int(0);
         return Ok(());
     }
-    let timeout = (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms as u64));
-    ctx.block(&[], timeout, crate::blocking::TimeoutReply::Zero);
+    ctx.block(&[], timeout, TimeoutReply::Zero);
     Ok(())
+}
+
+const WAITAOF_WITHOUT_AOF: &str = "ERR WAITAOF cannot be used when numlocal is set but appendonly is disabled.";
+
+/// WAITAOF numlocal numreplicas timeout: answers `[local, replicas]`,
+/// whether this server's AOF holds every write of this client fsynced
+/// (1 or 0) and how many replicas' AOFs do (always 0: there are none). It
+/// answers at once when that meets what was asked for (numlocal 0 or 1,
+/// numreplicas), or inside MULTI and scripts; else it waits for the
+/// fsync covering the client's last write (under `everysec` the next
+/// background fsync, under `no` only the one a rewrite does when it
+/// switches incr files, as in Valkey), or for the timeout (0: forever),
+/// which is all that asking for replicas can end with.
+fn waitaof(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
+    let numlocal = parse_long(args[1])?;
+    if !(0..=1).contains(&numlocal) {
+        return Err("ERR value is out of range, value must between 0 and 1".into());
+    }
+    // Valkey says "must be positive" for anything but a non-negative
+    // integer here, not being an integer included.
+    let numreplicas = parse_long(args[2]).ok().filter(|&n| n >= 0).ok_or(errors::OUT_OF_RANGE_POSITIVE)?;
+    let timeout = parse_timeout_ms(args[3], ctx.now_ms)?;
+    let wants_local = numlocal == 1;
+    if wants_local && !ctx.srv.config.appendonly {
+        return Err(WAITAOF_WITHOUT_AOF.into());
+    }
+    let write_offset = client_write_offset(ctx);
+    let fsynced = fsync_covers(ctx.srv, write_offset);
+    if ((fsynced || !wants_local) && numreplicas == 0) || !ctx.may_block() {
+        write_aof_acks(ctx.out, fsynced);
+        return Ok(());
+    }
+    let on_timeout = TimeoutReply::AofAcks { write_offset, local: wants_local, replicas: numreplicas > 0 };
+    ctx.block(&[], timeout, on_timeout);
+    Ok(())
+}
+
+/// The journal offset after the last write of the client WAITAOF speaks
+/// for: inside a script, the script's caller.
+fn client_write_offset(ctx: &Ctx) -> u64 {
+    let caller = crate::scripting::engine::script_caller_id().and_then(|id| ctx.srv.clients.by_id.get(&id));
+    caller.unwrap_or(&ctx.client.info).aof_write_offset.get()
+}
+
+/// Whether the AOF holds everything up to `write_offset` fsynced.
+pub fn fsync_covers(st: &ServerState, write_offset: u64) -> bool {
+    crate::aof::fsynced_offset(st).is_some_and(|fsynced| fsynced >= write_offset)
+}
+
+/// WAITAOF's reply: `[local, 0]`.
+pub fn write_aof_acks(out: &mut Reply, local: bool) {
+    out.array(2);
+    out.int(local as i64);
+    out.int(0);
+}
+
+/// Answers the clients parked in WAITAOF that can be answered before
+/// their timeout: those waiting for the local fsync alone, once it covers
+/// their writes, and an error to every one waiting for the local fsync
+/// once `appendonly` is off. Called when the fsynced offset grew or the
+/// AOF's state changed (see aof/mod.rs).
+pub fn release_aof_waiters(st: &mut ServerState) {
+    let waiters: Vec<(u64, u64, bool, bool)> = st
+        .blocking
+        .aof_waiters()
+        .filter_map(|(id, reply)| match reply {
+            TimeoutReply::AofAcks { write_offset, local, replicas } => Some((id, write_offset, local, replicas)),
+            _ => None,
+        })
+        .collect();
+    for (id, write_offset, local, replicas) in waiters {
+        if local && !st.config.appendonly {
+            crate::blocking::unblock(st, id, Some(WAITAOF_WITHOUT_AOF));
+        } else if local && !replicas && fsync_covers(st, write_offset) {
+            // The timeout reply, reckoned now, is the answer: [1, 0].
+            crate::blocking::unblock(st, id, None);
+        }
+    }
 }
 
 /// REPLICAOF NO ONE (already a primary: OK); REPLICAOF host port is not

@@ -1205,6 +1205,16 @@ pub fn script_is_running() -> bool {
     ACTIVE_RUN.with(|a| !a.get().is_null())
 }
 
+/// The client whose script or function is running, if one is: WAITAOF
+/// called by a script looks at that client's writes, as in Valkey.
+pub fn script_caller_id() -> Option<u64> {
+    let run = ACTIVE_RUN.with(|a| a.get());
+    // SAFETY: a non-null pointer is the run in progress, alive until it
+    // is unset. Only the caller's id is read, through the pointer, without
+    // making a reference that would overlap the script client's borrow.
+    (!run.is_null()).then(|| unsafe { (*run).busy.caller_id })
+}
+
 /// Runs a compiled script or function for `ctx`'s client and writes its
 /// result (or error) as the reply.
 pub fn run(vm: &LuaVm, ctx: &mut Ctx, call: &ScriptCall) -> CmdResult {
