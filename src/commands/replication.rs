@@ -66,7 +66,7 @@ const MAX_BUFFERED_TRANSFER: usize = 4 << 20;
 /// what a snapshot transfer uses changes anything; the rest is accepted as
 /// Valkey accepts it.
 fn replconf(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
-    if args.len() % 2 == 0 {
+    if args.len().is_multiple_of(2) {
         return Err(errors::SYNTAX.into());
     }
     let mut handshake = ctx.client.replica_handshake;
