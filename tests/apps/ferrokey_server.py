@@ -66,10 +66,13 @@ class FerrokeyServer:
     (later ones win, as on valkey-server's command line).
     """
 
-    def __init__(self, *args: str, dir: str | None = None):
+    def __init__(self, *args: str, dir: str | None = None, wrapper: list[str] | None = None):
         self._tmp = None if dir else tempfile.TemporaryDirectory(prefix="ferrokey-app-")
         self.dir = Path(dir or self._tmp.name)
         self.args = list(args)
+        # A command the server runs under (e.g. strace with fault
+        # injection); `start(wrapper=...)` replaces it.
+        self.wrapper = list(wrapper or [])
         self.port = free_port()
         self.process: subprocess.Popen | None = None
         self.log_path = self.dir / "ferrokey.log"
@@ -82,10 +85,14 @@ class FerrokeyServer:
     def url_db(self, db: int) -> str:
         return f"redis://127.0.0.1:{self.port}/{db}"
 
-    def start(self) -> None:
+    def start(self, wrapper: list[str] | None = None) -> None:
         """Starts the process on this server's port and waits for PING.
-        The port is kept across restarts so clients can reconnect."""
+        The port is kept across restarts so clients can reconnect.
+        `wrapper`, when given, replaces the server's wrapper command."""
+        if wrapper is not None:
+            self.wrapper = list(wrapper)
         argv = [
+            *self.wrapper,
             str(server_binary()),
             "--port", str(self.port),
             "--bind", "127.0.0.1",

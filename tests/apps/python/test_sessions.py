@@ -228,3 +228,40 @@ def test_sessions_survive_sigkill(durable_server, store_kind):
 
     app_client.close()
     inspector.close()
+
+
+@pytest.mark.parametrize("store_kind", sorted(STORES))
+def test_a_session_write_is_acknowledged_only_once_fsynced(durable_server, store_kind):
+    """The part of the promise SIGKILL cannot show: the application hears
+    "done" only after the fsync. The server is restarted under strace with
+    every fdatasync failing (EIO); with `appendfsync always` the next
+    session write must not be acknowledged (ferrokey stops rather than
+    reply), so the application's request fails. A server that replied
+    without fsyncing, or ignored the failed fsync, would let it succeed."""
+    app_client = redis.Redis.from_url(durable_server.url, decode_responses=True, socket_timeout=10)
+    store = STORES[store_kind](app_client)
+    with TestClient(create_app(store), raise_server_exceptions=False) as http:
+        browsers = Browsers(http)
+        kept = [browsers.login(f"kept-{i}", 600, profile_for(i)) for i in range(20)]
+
+        durable_server.stop()
+        durable_server.start(wrapper=["strace", "-f", "-qq", "-o", "/dev/null", "-e", "inject=fdatasync:error=EIO"])
+        # Plain reads need no fsync and are served (the application's own
+        # reads slide the lifetime: they are writes).
+        inspector = redis.Redis(port=durable_server.port, decode_responses=True)
+        assert inspector.exists(*[store.key(s.sid) for s in kept]) == len(kept)
+        inspector.close()
+
+        response = http.post("/login", json={"user": "unlucky", "ttl_seconds": 600, "profile": profile_for(0)})
+        assert response.status_code == 500, response.text
+        durable_server.process.wait(timeout=DEADLINE)
+        assert durable_server.process.returncode != 0
+        assert "Fail to fsync the AOF file" in durable_server.log() or "Can't persist AOF for fsync error" in (
+            durable_server.log()
+        ), durable_server.log()[-2000:]
+
+        # Back on a healthy disk: everything acknowledged is there.
+        durable_server.start(wrapper=[])
+        for session in kept:
+            assert browsers.me(session) == session.data
+    app_client.close()
