@@ -228,7 +228,7 @@ async fn wait_while_parked(
             // the caller writes the reply. Still parked: a message for the
             // client (a RESP3 subscriber can block), written at once.
             _ = info.wake.notified() => {
-                if info.blocked.get() && !write_pending_output(stream, state, info).await {
+                if info.blocked.get() && !write_pending_output(stream, state, info, input).await {
                     return false;
                 }
             }
@@ -267,31 +267,39 @@ async fn serve(mut stream: TcpStream, state: &Rc<RefCell<ServerState>>, info: Rc
                 std::mem::swap(&mut input, &mut *info.unread_input.borrow_mut());
             }
             // Wait for bytes without holding a buffer.
+            let mut arrived_while_writing = false;
             tokio::select! {
                 r = stream.readable() => if r.is_err() { break },
                 _ = info.kill.notified() => break,
                 _ = info.wake.notified() => {
                     // Messages for this client (pub/sub, keyspace events),
                     // or a snapshot transfer's bytes.
-                    if !write_pending_output(&mut stream, state, &info).await {
+                    take_unread_input(&info, &mut input);
+                    let before = input.len();
+                    if !write_pending_output(&mut stream, state, &info, &mut input).await {
                         break;
                     }
                     if info.close_after_output.get() && info.pending_output.borrow().is_empty() {
                         break;
                     }
-                    continue;
+                    if input.len() == before {
+                        continue;
+                    }
+                    arrived_while_writing = true;
                 }
             }
-            take_unread_input(&info, &mut input);
-            match read_into(&stream, &mut input, state, &info) {
-                ReadOutcome::Data => {}
-                ReadOutcome::Nothing => {
-                    if input.is_empty() {
-                        return_buffer(std::mem::take(&mut input));
+            if !arrived_while_writing {
+                take_unread_input(&info, &mut input);
+                match read_into(&stream, &mut input, state, &info) {
+                    ReadOutcome::Data => {}
+                    ReadOutcome::Nothing => {
+                        if input.is_empty() {
+                            return_buffer(std::mem::take(&mut input));
+                        }
+                        continue;
                     }
-                    continue;
+                    ReadOutcome::Closed => break,
                 }
-                ReadOutcome::Closed => break,
             }
         }
         must_read = true;
@@ -304,9 +312,7 @@ async fn serve(mut stream: TcpStream, state: &Rc<RefCell<ServerState>>, info: Rc
             // A client past its query buffer limit is closed, as Valkey does,
             // without reply: its pending request is what is too large.
             let pending = input.len() - consumed;
-            if pending as u64 > st.config.client_query_buffer_limit {
-                st.stats.client_query_buffer_limit_disconnections += 1;
-                log_warning!("Closing client that reached max query buffer length (qbuf={pending})");
+            if query_buffer_over_limit(&mut st, pending) {
                 info.close_requested.set(true);
             }
             info.query_buf_len.set(pending);
@@ -322,8 +328,15 @@ async fn serve(mut stream: TcpStream, state: &Rc<RefCell<ServerState>>, info: Rc
         }
         if !out.buf.is_empty() {
             let len = out.buf.len();
-            if stream.write_all(&out.buf).await.is_err() {
+            let before = input.len();
+            if !write_reading(&stream, &out.buf, &mut input, state, &info).await {
                 break;
+            }
+            // Requests that came while the replies were waiting for the
+            // peer run next, before waiting for more: the peer may well be
+            // waiting for their replies.
+            if input.len() > before {
+                must_read = false;
             }
             let mut st = state.borrow_mut();
             st.stats.total_net_output_bytes += len as u64;
@@ -345,7 +358,7 @@ async fn serve(mut stream: TcpStream, state: &Rc<RefCell<ServerState>>, info: Rc
                     break;
                 }
             }
-            if !write_pending_output(&mut stream, state, &info).await {
+            if !write_pending_output(&mut stream, state, &info, &mut input).await {
                 break;
             }
             must_read = false;
@@ -376,28 +389,91 @@ fn take_unread_input(info: &ClientInfo, input: &mut Vec<u8>) {
 }
 
 /// Writes what was queued for the client from outside its own commands
-/// (see [`ClientInfo::push_output`]). Returns false when the peer is gone.
-async fn write_pending_output(stream: &mut TcpStream, state: &Rc<RefCell<ServerState>>, info: &ClientInfo) -> bool {
+/// (see [`ClientInfo::push_output`]), reading what the peer sends meanwhile
+/// into `input` (see [`write_reading`]). Returns false when the peer is
+/// gone.
+async fn write_pending_output(
+    stream: &mut TcpStream,
+    state: &Rc<RefCell<ServerState>>,
+    info: &ClientInfo,
+    input: &mut Vec<u8>,
+) -> bool {
     let pending = std::mem::take(&mut *info.pending_output.borrow_mut());
     if pending.is_empty() {
         return true;
     }
-    // Bytes being written still count against the output buffer limit;
-    // a client closed for it (or killed) stops waiting for a peer that
-    // does not read.
-    info.output_in_flight.set(pending.len());
-    let written = tokio::select! {
-        r = stream.write_all(&pending) => r.is_ok(),
-        _ = info.kill.notified() => false,
-    };
-    info.output_in_flight.set(0);
-    if !written {
+    if !write_reading(stream, &pending, input, state, info).await {
         return false;
     }
     let mut st = state.borrow_mut();
     st.stats.total_net_output_bytes += pending.len() as u64;
     info.net_output_bytes.set(info.net_output_bytes.get() + pending.len() as u64);
     st.stats.total_writes_processed += 1;
+    true
+}
+
+/// Writes `bytes` to the peer. While the peer does not take them, what it
+/// sends is read into `input`, to be run afterwards: Valkey never stops
+/// reading a client because output is waiting for it, so a client may send
+/// a whole pipeline before it reads a single reply (redis-py's pipelines
+/// do), and waiting for it to read first would leave both sides blocked
+/// writing. The bytes not yet written count against the output buffer
+/// limits; a client closed for them (or killed) stops waiting for a peer
+/// that does not read. Returns false when the connection must close.
+async fn write_reading(
+    stream: &TcpStream,
+    bytes: &[u8],
+    input: &mut Vec<u8>,
+    state: &Rc<RefCell<ServerState>>,
+    info: &ClientInfo,
+) -> bool {
+    let mut written = 0;
+    // A peer that has finished sending (shut its side down) still gets its
+    // replies, and what it sent before still runs, as in Valkey, which has
+    // run every request by the time it reads the end of the stream.
+    let mut peer_done_sending = false;
+    let done = loop {
+        match stream.try_write(&bytes[written..]) {
+            Ok(0) => break false,
+            Ok(n) => {
+                written += n;
+                if written == bytes.len() {
+                    break true;
+                }
+                continue;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => break false,
+        }
+        info.output_in_flight.set(bytes.len() - written);
+        tokio::select! {
+            r = stream.writable() => if r.is_err() { break false },
+            r = stream.readable(), if !peer_done_sending => {
+                if r.is_err() {
+                    break false;
+                }
+                if let ReadOutcome::Closed = read_into(stream, input, state, info) {
+                    peer_done_sending = true;
+                }
+                if query_buffer_over_limit(&mut state.borrow_mut(), input.len()) {
+                    break false;
+                }
+            }
+            _ = info.kill.notified() => break false,
+        }
+    };
+    info.output_in_flight.set(0);
+    done
+}
+
+/// Whether `pending` bytes of unexecuted input exceed
+/// `client-query-buffer-limit`; such a client is closed, as Valkey does.
+fn query_buffer_over_limit(st: &mut ServerState, pending: usize) -> bool {
+    if pending as u64 <= st.config.client_query_buffer_limit {
+        return false;
+    }
+    st.stats.client_query_buffer_limit_disconnections += 1;
+    log_warning!("Closing client that reached max query buffer length (qbuf={pending})");
     true
 }
 

@@ -8,10 +8,11 @@
 //! Messages go out through [`ClientInfo::push_output`], encoded for the
 //! protocol each subscriber speaks.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
-use indexmap::{IndexMap, IndexSet};
+use indexmap::IndexMap;
 
 use crate::client::{Client, ClientInfo};
 use crate::reply::Reply;
@@ -49,20 +50,38 @@ impl Kind {
 /// The clients subscribed to one name, by id (stable delivery order).
 type Subscribers = BTreeMap<u64, Rc<ClientInfo>>;
 
-/// What one client is subscribed to, in subscription order.
+/// What one client is subscribed to: each name with the number of its
+/// subscription, so that leaving one name costs the same however many the
+/// client has (a Celery client listens on one channel per task it awaits,
+/// tens of thousands of them), while leaving everything still goes in
+/// subscription order.
 #[derive(Default)]
 struct ClientSubscriptions {
-    channels: IndexSet<Box<[u8]>>,
-    patterns: IndexSet<Box<[u8]>>,
-    shard_channels: IndexSet<Box<[u8]>>,
+    channels: HashMap<Box<[u8]>, u64>,
+    patterns: HashMap<Box<[u8]>, u64>,
+    shard_channels: HashMap<Box<[u8]>, u64>,
+    subscriptions_made: u64,
 }
 
 impl ClientSubscriptions {
-    fn of(&mut self, kind: Kind) -> &mut IndexSet<Box<[u8]>> {
+    fn of(&mut self, kind: Kind) -> &mut HashMap<Box<[u8]>, u64> {
         match kind {
             Kind::Channel => &mut self.channels,
             Kind::Pattern => &mut self.patterns,
             Kind::Shard => &mut self.shard_channels,
+        }
+    }
+
+    /// Adds `name`; false when it was there already.
+    fn insert(&mut self, kind: Kind, name: &[u8]) -> bool {
+        let number = self.subscriptions_made;
+        match self.of(kind).entry(name.into()) {
+            Entry::Occupied(_) => false,
+            Entry::Vacant(slot) => {
+                slot.insert(number);
+                self.subscriptions_made += 1;
+                true
+            }
         }
     }
 
@@ -130,7 +149,7 @@ impl PubSub {
     /// Subscribes a client; false when it already was.
     fn subscribe(&mut self, info: &Rc<ClientInfo>, kind: Kind, name: &[u8]) -> bool {
         let mine = self.by_client.entry(info.id).or_default();
-        if !mine.of(kind).insert(name.into()) {
+        if !mine.insert(kind, name) {
             return false;
         }
         let subscribers = match kind {
@@ -146,7 +165,7 @@ impl PubSub {
     /// Unsubscribes a client; false when it was not subscribed.
     fn unsubscribe(&mut self, info: &ClientInfo, kind: Kind, name: &[u8]) -> bool {
         let Some(mine) = self.by_client.get_mut(&info.id) else { return false };
-        if !mine.of(kind).shift_remove(name) {
+        if mine.of(kind).remove(name).is_none() {
             return false;
         }
         if mine.is_empty() {
@@ -172,11 +191,15 @@ impl PubSub {
 
     /// A client's subscriptions of `kind`, in the order it made them.
     fn subscriptions_of(&self, id: u64, kind: Kind) -> Vec<Box<[u8]>> {
-        self.by_client.get(&id).map_or_else(Vec::new, |mine| match kind {
-            Kind::Channel => mine.channels.iter().cloned().collect(),
-            Kind::Pattern => mine.patterns.iter().cloned().collect(),
-            Kind::Shard => mine.shard_channels.iter().cloned().collect(),
-        })
+        let Some(mine) = self.by_client.get(&id) else { return Vec::new() };
+        let names = match kind {
+            Kind::Channel => &mine.channels,
+            Kind::Pattern => &mine.patterns,
+            Kind::Shard => &mine.shard_channels,
+        };
+        let mut numbered: Vec<(u64, &Box<[u8]>)> = names.iter().map(|(name, &number)| (number, name)).collect();
+        numbered.sort_unstable_by_key(|&(number, _)| number);
+        numbered.into_iter().map(|(_, name)| name.clone()).collect()
     }
 }
 

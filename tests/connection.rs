@@ -258,3 +258,84 @@ fn idle_clients_are_closed_after_timeout() {
     assert!(closed, "the idle client was not closed within 15 s");
     assert_eq!(busy.cmd(&[b"PING"]), b"+PONG\r\n");
 }
+
+/// A pipeline of `count` ECHO requests of 64 KiB each (64 MiB both ways for
+/// 1,024: more than the loopback socket buffers hold), each payload starting
+/// with its index.
+fn echo_pipeline(count: usize) -> (Vec<u8>, Vec<Vec<u8>>) {
+    const PAYLOAD: usize = 64 * 1024;
+    let mut requests = Vec::with_capacity(count * (PAYLOAD + 32));
+    let mut payloads = Vec::with_capacity(count);
+    for i in 0..count {
+        let mut payload = format!("{i:08}").into_bytes();
+        payload.resize(PAYLOAD, b'x');
+        requests.extend_from_slice(format!("*2\r\n$4\r\nECHO\r\n${PAYLOAD}\r\n").as_bytes());
+        requests.extend_from_slice(&payload);
+        requests.extend_from_slice(b"\r\n");
+        payloads.push(payload);
+    }
+    (requests, payloads)
+}
+
+#[test]
+fn a_pipeline_sent_whole_before_any_reply_is_read_is_answered() {
+    // redis-py and others send a whole pipeline before reading a reply. The
+    // server must keep reading while its replies wait for the peer, or both
+    // sides end up blocked writing (the send below would time out).
+    let server = Server::start();
+    let mut c = server.raw();
+    let (requests, payloads) = echo_pipeline(1024);
+    c.send_raw(&requests);
+    for (i, payload) in payloads.iter().enumerate() {
+        let mut expected = format!("${}\r\n", payload.len()).into_bytes();
+        expected.extend_from_slice(payload);
+        expected.extend_from_slice(b"\r\n");
+        assert!(c.read_reply() == expected, "reply {i} is not its payload");
+    }
+    assert_eq!(c.cmd(&[b"PING"]), b"+PONG\r\n");
+}
+
+#[test]
+fn a_subscriber_stuck_behind_its_own_replies_is_closed_at_its_output_limit() {
+    // A subscriber sends a long pipeline and reads nothing (Celery's result
+    // listener does this with SUBSCRIBE). Its replies fill the socket; the
+    // messages published to it then pass the pub/sub output limit, and it
+    // must be closed even though its connection is waiting to write.
+    let server = Server::start();
+    let mut admin = server.raw();
+    assert_eq!(admin.cmd(&[b"CONFIG", b"SET", b"client-output-buffer-limit", b"pubsub 1mb 0 0"]), b"+OK\r\n");
+    let mut subscriber = server.raw();
+    subscriber.cmd(&[b"SUBSCRIBE", b"news"]);
+    let mut pings = Vec::new();
+    let payload = vec![b'p'; 64 * 1024];
+    for _ in 0..1024 {
+        pings.extend_from_slice(format!("*2\r\n$4\r\nPING\r\n${}\r\n", payload.len()).as_bytes());
+        pings.extend_from_slice(&payload);
+        pings.extend_from_slice(b"\r\n");
+    }
+    // The server may close it before it has sent everything (Valkey runs
+    // the whole pipeline at once, and the PING replies alone pass 1mb).
+    let _ = subscriber.try_send_raw(&pings);
+
+    let message = vec![b'm'; 100 * 1024];
+    for _ in 0..20 {
+        // :1 until the subscriber is closed, :0 after.
+        let receivers = admin.cmd(&[b"PUBLISH", b"news", &message]);
+        assert!(receivers == b":1\r\n" || receivers == b":0\r\n", "{}", text(&receivers));
+    }
+    // Its connection ends without the subscriber reading a byte (reading
+    // would let a connection stuck writing go on).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let disconnected = |admin: &mut RawConn| {
+        text(&admin.cmd(&[b"INFO", b"stats"])).contains("client_output_buffer_limit_disconnections:1\r\n")
+    };
+    while !disconnected(&mut admin) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(disconnected(&mut admin), "the subscriber over its output limit is still connected");
+    let mut closed = false;
+    while !closed && Instant::now() < deadline {
+        closed = subscriber.is_closed(Duration::from_millis(200));
+    }
+    assert!(closed, "the subscriber's socket is still open");
+}

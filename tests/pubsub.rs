@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{eventually, RawConn, Server};
 
@@ -254,4 +254,51 @@ fn many_subscribers_each_get_one_copy() {
     for s in &mut subscribers {
         assert_eq!(s.read_reply(), b"*3\r\n$7\r\nmessage\r\n$6\r\nfanout\r\n$3\r\nall\r\n");
     }
+}
+
+#[test]
+fn tens_of_thousands_of_channels_are_left_one_by_one_and_on_disconnect() {
+    // Celery's result listener subscribes to one channel per task it awaits
+    // and leaves each when its result comes, in about the order it joined.
+    // Leaving one channel must not cost in proportion to how many the
+    // client has: 100,000 in a row would otherwise stall the server for
+    // minutes (they take well under a second).
+    const CHANNELS: usize = 100_000;
+    let server = Server::start();
+    let mut control = server.raw();
+    let mut sub = server.raw();
+    sub.set_timeout(Duration::from_secs(60));
+    let names: Vec<Vec<u8>> = (0..CHANNELS).map(|i| format!("celery-task-meta-{i:06}").into_bytes()).collect();
+    let mut subscribe: Vec<&[u8]> = vec![b"SUBSCRIBE"];
+    subscribe.extend(names.iter().map(|n| n.as_slice()));
+    sub.send(&subscribe);
+    for _ in 0..CHANNELS {
+        sub.read_reply();
+    }
+    assert_eq!(info_field(&mut control, "stats", "pubsub_channels"), CHANNELS.to_string());
+
+    let mut unsubscribes = Vec::new();
+    for name in &names[..CHANNELS / 2] {
+        unsubscribes.extend_from_slice(format!("*2\r\n$11\r\nUNSUBSCRIBE\r\n${}\r\n", name.len()).as_bytes());
+        unsubscribes.extend_from_slice(name);
+        unsubscribes.extend_from_slice(b"\r\n");
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    sub.send_raw(&unsubscribes);
+    let mut last = Vec::new();
+    for _ in 0..CHANNELS / 2 {
+        last = sub.read_reply();
+    }
+    assert!(Instant::now() < deadline, "leaving 50,000 channels one by one took over 60 s");
+    let left = (CHANNELS / 2).to_string();
+    let name = &names[CHANNELS / 2 - 1];
+    let expected =
+        format!("*3\r\n$11\r\nunsubscribe\r\n${}\r\n{}\r\n:{left}\r\n", name.len(), String::from_utf8_lossy(name));
+    assert_eq!(String::from_utf8_lossy(&last), expected);
+
+    // The other half goes when the connection closes.
+    sub.close();
+    control.set_timeout(Duration::from_secs(60));
+    eventually(|| info_field(&mut control, "stats", "pubsub_channels") == "0", "every channel left");
+    assert_eq!(info_field(&mut control, "clients", "pubsub_clients"), "0");
 }
