@@ -57,7 +57,7 @@ pub fn feed(st: &ServerState, client: &ClientInfo, db: usize, args: &[&[u8]]) {
             line.push(b' ');
         }
         let shown: &[u8] = if redacted.contains(&i) { b"(redacted)" } else { arg };
-        push_quoted(&mut line, shown);
+        ferrokey_formats::repr::quote_into(&mut line, shown);
     }
     line.extend_from_slice(b"\r\n");
     for monitor in st.monitors.clients.values() {
@@ -101,36 +101,9 @@ fn redacted_arguments(args: &[&[u8]]) -> Vec<usize> {
     redacted
 }
 
-/// An argument in double quotes with C escapes, `\xHH` for other bytes
-/// that are not printable ASCII.
-fn push_quoted(out: &mut Vec<u8>, arg: &[u8]) {
-    out.push(b'"');
-    for &c in arg {
-        match c {
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            0x07 => out.extend_from_slice(b"\\a"),
-            0x08 => out.extend_from_slice(b"\\b"),
-            0x20..=0x7e => out.push(c),
-            _ => out.extend_from_slice(format!("\\x{c:02x}").as_bytes()),
-        }
-    }
-    out.push(b'"');
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quotes_as_valkey() {
-        let mut out = Vec::new();
-        push_quoted(&mut out, b"v\x00\"\\\n\r\t\x07\x08\xc3\xa9 ~");
-        assert_eq!(out, b"\"v\\x00\\\"\\\\\\n\\r\\t\\a\\b\\xc3\\xa9 ~\"".to_vec());
-    }
 
     #[test]
     fn redacts_auth_and_hello_passwords() {

@@ -16,7 +16,7 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{run_to_exit, wait_for_log, Server, Valkey};
+use common::{query, run_to_exit, wait_for_log, Server, Valkey};
 use redis::{Connection, RedisResult, Value};
 
 // ---------------------------------------------------------------------------
@@ -32,14 +32,6 @@ fn fixtures_dir() -> PathBuf {
     } else {
         manifest.join("fixtures")
     }
-}
-
-fn query<T: redis::FromRedisValue>(con: &mut Connection, args: &[&str]) -> RedisResult<T> {
-    let mut c = redis::cmd(args[0]);
-    for a in &args[1..] {
-        c.arg(*a);
-    }
-    c.query(con)
 }
 
 fn run(con: &mut Connection, args: &[&str]) {

@@ -23,23 +23,12 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{free_port, Server};
+use common::{free_port, query, Server};
 use rand::Rng;
-use redis::{Connection, RedisResult, Value};
-
-fn query<T: redis::FromRedisValue>(con: &mut Connection, args: &[&str]) -> RedisResult<T> {
-    let mut c = redis::cmd(args[0]);
-    for a in &args[1..] {
-        c.arg(*a);
-    }
-    c.query(con)
-}
+use redis::{Connection, Value};
 
 fn connect(port: u16) -> Connection {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
-    let c = client.get_connection_with_timeout(Duration::from_secs(10)).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    c
+    common::connect_with_read_timeout(port, Duration::from_secs(10))
 }
 
 // ---------------------------------------------------------------------------

@@ -18,20 +18,12 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{free_port, wait_for_log, Server};
+use common::{free_port, query, wait_for_log, Server};
 use redis::{Connection, RedisResult};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ferrokey-server");
 /// How long a condition the server reaches by itself may take.
 const DEADLINE: Duration = Duration::from_secs(30);
-
-fn query<T: redis::FromRedisValue>(con: &mut Connection, args: &[&str]) -> RedisResult<T> {
-    let mut c = redis::cmd(args[0]);
-    for a in &args[1..] {
-        c.arg(*a);
-    }
-    c.query(con)
-}
 
 /// One INFO persistence reply.
 struct Info(String);

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{free_port, run_to_exit, wait_for_log, Server, Valkey};
+use common::{free_port, query, run_to_exit, wait_for_log, Server, Valkey};
 use redis::{Connection, RedisResult, Value};
 
 // ---------------------------------------------------------------------------
@@ -86,14 +86,6 @@ for exp in sorted(glob.glob(os.path.join(sys.argv[1], "*.expected.json*"))):
             }
         })
         .collect()
-}
-
-fn query<T: redis::FromRedisValue>(con: &mut Connection, args: &[&str]) -> RedisResult<T> {
-    let mut c = redis::cmd(args[0]);
-    for a in &args[1..] {
-        c.arg(*a);
-    }
-    c.query(con)
 }
 
 fn run(con: &mut Connection, args: &[&str]) {

@@ -8,16 +8,8 @@ use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{free_port, RawConn, Server, Valkey};
+use common::{free_port, query, RawConn, Server, Valkey};
 use redis::{Connection, RedisResult, Value};
-
-fn query<T: redis::FromRedisValue>(con: &mut Connection, args: &[&str]) -> RedisResult<T> {
-    let mut c = redis::cmd(args[0]);
-    for a in &args[1..] {
-        c.arg(*a);
-    }
-    c.query(con)
-}
 
 fn ok(con: &mut Connection, args: &[&str]) {
     let reply: String = query(con, args).unwrap_or_else(|e| panic!("{args:?}: {e}"));

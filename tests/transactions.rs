@@ -7,16 +7,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use common::Server;
+use common::{query, Server};
 use redis::Value;
-
-fn query<T: redis::FromRedisValue>(con: &mut redis::Connection, args: &[&str]) -> redis::RedisResult<T> {
-    let mut cmd = redis::cmd(args[0]);
-    for a in &args[1..] {
-        cmd.arg(*a);
-    }
-    cmd.query(con)
-}
 
 fn exec_raw(con: &mut redis::Connection) -> Value {
     redis::cmd("EXEC").query(con).unwrap()

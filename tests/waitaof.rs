@@ -15,26 +15,15 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{free_port, Server};
+use common::{free_port, query, Server};
 use redis::{Connection, RedisResult};
 
 /// Long enough for any fsync or rewrite of these small datasets, even on a
 /// loaded machine under strace.
 const PATIENCE: Duration = Duration::from_secs(60);
 
-fn query<T: redis::FromRedisValue>(con: &mut Connection, args: &[&str]) -> RedisResult<T> {
-    let mut c = redis::cmd(args[0]);
-    for a in &args[1..] {
-        c.arg(*a);
-    }
-    c.query(con)
-}
-
 fn connect(port: u16) -> Connection {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
-    let c = client.get_connection_with_timeout(Duration::from_secs(10)).unwrap();
-    c.set_read_timeout(Some(PATIENCE)).unwrap();
-    c
+    common::connect_with_read_timeout(port, PATIENCE)
 }
 
 fn waitaof(con: &mut Connection, numlocal: u32, numreplicas: u32, timeout_ms: u64) -> RedisResult<Vec<i64>> {

@@ -9,4 +9,5 @@ pub mod double;
 pub mod listpack;
 pub mod lzf;
 pub mod rdb;
+pub mod repr;
 pub mod resp;

@@ -759,3 +759,22 @@ pub fn wait_for_log(server: &Server, text: &str) {
         thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Runs one command given as words (`&["SET", "k", "v"]`) on a `redis`
+/// connection.
+pub fn query<T: redis::FromRedisValue>(con: &mut redis::Connection, args: &[&str]) -> redis::RedisResult<T> {
+    let mut c = redis::cmd(args[0]);
+    for a in &args[1..] {
+        c.arg(*a);
+    }
+    c.query(con)
+}
+
+/// A `redis` connection to 127.0.0.1:`port` whose replies may take up to
+/// `read_timeout` (a slow fsync, a rewrite under strace).
+pub fn connect_with_read_timeout(port: u16, read_timeout: Duration) -> redis::Connection {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
+    let c = client.get_connection_with_timeout(Duration::from_secs(10)).unwrap();
+    c.set_read_timeout(Some(read_timeout)).unwrap();
+    c
+}

@@ -240,7 +240,7 @@ impl Manifest {
         for info in self.base.iter().chain(&self.history).chain(&self.incr) {
             out.extend_from_slice(b"file ");
             if needs_quoting(&info.file_name) {
-                quote_into(&mut out, &info.file_name);
+                crate::repr::quote_into(&mut out, &info.file_name);
             } else {
                 out.extend_from_slice(&info.file_name);
             }
@@ -525,25 +525,6 @@ fn needs_quoting(name: &[u8]) -> bool {
     name.iter().any(|&c| !(0x21..=0x7e).contains(&c) || c == b'\\' || c == b'"')
 }
 
-/// Writes `s` in double quotes with the escapes the manifest's splitter
-/// reads back.
-fn quote_into(out: &mut Vec<u8>, s: &[u8]) {
-    out.push(b'"');
-    for &c in s {
-        match c {
-            b'\\' | b'"' => out.extend_from_slice(&[b'\\', c]),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            0x07 => out.extend_from_slice(b"\\a"),
-            0x08 => out.extend_from_slice(b"\\b"),
-            0x20..=0x7e => out.push(c),
-            _ => out.extend_from_slice(format!("\\x{c:02x}").as_bytes()),
-        }
-    }
-    out.push(b'"');
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -563,7 +544,7 @@ mod tests {
         let name = b"odd name \"x\"\n\t\x07\x08\x01\xff.aof".to_vec();
         assert!(needs_quoting(&name));
         let mut line = b"file ".to_vec();
-        quote_into(&mut line, &name);
+        crate::repr::quote_into(&mut line, &name);
         line.extend_from_slice(b" seq 1 type b\n");
         let m = Manifest::parse(&line).unwrap();
         assert_eq!(m.base.unwrap().file_name, name);
