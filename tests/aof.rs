@@ -16,23 +16,12 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{query, run_to_exit, wait_for_log, Server, Valkey};
+use common::{digest, fixtures_dir, query, run_to_exit, wait_for_log, Server, Valkey};
 use redis::{Connection, RedisResult, Value};
 
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-/// The shared fixtures (`../shared/fixtures`), or the repository's copy.
-fn fixtures_dir() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let shared = manifest.join("../shared/fixtures");
-    if shared.join("aof").is_dir() {
-        shared
-    } else {
-        manifest.join("fixtures")
-    }
-}
 
 fn run(con: &mut Connection, args: &[&str]) {
     let _: Value = query(con, args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
@@ -41,10 +30,6 @@ fn run(con: &mut Connection, args: &[&str]) {
 fn info(con: &mut Connection) -> HashMap<String, String> {
     let text: String = query(con, &["INFO", "persistence"]).unwrap();
     text.lines().filter_map(|l| l.split_once(':')).map(|(k, v)| (k.to_string(), v.trim().to_string())).collect()
-}
-
-fn digest(con: &mut Connection) -> String {
-    query(con, &["DEBUG", "DIGEST"]).unwrap()
 }
 
 /// Waits until no rewrite runs nor is scheduled; panics after 60 s.
@@ -102,7 +87,7 @@ fn dir_contents(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 
 /// `dump-expected.py --compare` against a running server.
 fn compare(port: u16, expected: &Path) -> Result<(), String> {
-    let tool = fixtures_dir().join("tools/dump-expected.py");
+    let tool = fixtures_dir("aof").join("tools/dump-expected.py");
     let out = Command::new("python3")
         .arg(tool)
         .args(["--port", &port.to_string(), "--compare"])
@@ -155,7 +140,7 @@ fn journal_lines(path: &Path) -> Vec<String> {
 
 /// The AOF directory fixtures: (name, folder holding appendonlydir, expected).
 fn fixture_dirs() -> Vec<(String, PathBuf, PathBuf)> {
-    let root = fixtures_dir().join("aof");
+    let root = fixtures_dir("aof").join("aof");
     let mut out = Vec::new();
     for source in ["valkey-8.0.1", "redis-7.0.15", "redis-7.4.1"] {
         let Ok(entries) = std::fs::read_dir(root.join(source)) else { continue };
@@ -186,7 +171,7 @@ fn every_fixture_directory_loads_to_its_expected_contents() {
             failures.push(format!("{name}:\n{diff}"));
         }
     }
-    assert!(checked >= 8, "only {checked} fixtures found under {}", fixtures_dir().display());
+    assert!(checked >= 8, "only {checked} fixtures found under {}", fixtures_dir("aof").display());
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
@@ -208,7 +193,7 @@ fn hash_field_expiry_fixtures_are_refused_clearly() {
 
 #[test]
 fn a_truncated_tail_is_cut_only_when_allowed() {
-    let folder = fixtures_dir().join("aof/valkey-8.0.1/aof-truncated");
+    let folder = fixtures_dir("aof").join("aof/valkey-8.0.1/aof-truncated");
     let incr = "appendonlydir/appendonly.aof.2.incr.aof";
     // aof-load-truncated no: refused, nothing touched.
     let dir = tempfile::tempdir().unwrap();
@@ -220,21 +205,21 @@ fn a_truncated_tail_is_cut_only_when_allowed() {
     assert_eq!(dir_contents(dir.path()), before);
     // yes (the default): cut after the last whole command, loaded, logged.
     let server = server_on(|d| copy_dir(&folder.join("appendonlydir"), &d.join("appendonlydir")), &[]);
-    compare(server.port, &fixtures_dir().join("aof/valkey-8.0.1/aof-truncated.expected.json")).unwrap();
+    compare(server.port, &fixtures_dir("aof").join("aof/valkey-8.0.1/aof-truncated.expected.json")).unwrap();
     assert!(server.output().contains("!!! Truncating the AOF appendonly.aof.2.incr.aof at offset 2965 !!!"));
     assert_eq!(std::fs::metadata(server.path().join(incr)).unwrap().len(), 2965);
 }
 
 #[test]
 fn an_old_single_file_aof_is_loaded_and_upgraded() {
-    let file = fixtures_dir().join("aof/historic/rdb-preamble.aof");
+    let file = fixtures_dir("aof").join("aof/historic/rdb-preamble.aof");
     let mut server = server_on(
         |d| {
             std::fs::copy(&file, d.join("appendonly.aof")).unwrap();
         },
         &[],
     );
-    compare(server.port, &fixtures_dir().join("aof/historic/rdb-preamble.expected.json")).unwrap();
+    compare(server.port, &fixtures_dir("aof").join("aof/historic/rdb-preamble.expected.json")).unwrap();
     let dir = server.path().to_path_buf();
     assert!(!dir.join("appendonly.aof").exists());
     assert_eq!(

@@ -7,23 +7,12 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::Server;
-
-/// The shared fixtures (`../shared/fixtures`), or the repository's copy.
-fn fixtures_dir() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let shared = manifest.join("../shared/fixtures");
-    if shared.join("rdb").is_dir() {
-        shared
-    } else {
-        manifest.join("fixtures")
-    }
-}
+use common::{fixtures_dir, Server};
 
 /// Every fixture RDB file with whether it is marked `"expect": "error"`.
 fn fixture_files() -> Vec<(PathBuf, bool)> {
     let mut out = Vec::new();
-    let rdb = fixtures_dir().join("rdb");
+    let rdb = fixtures_dir("rdb").join("rdb");
     for dir in std::fs::read_dir(&rdb).expect("fixtures rdb folder") {
         let dir = dir.unwrap().path();
         if !dir.is_dir() {
@@ -77,7 +66,7 @@ fn every_fixture_gets_the_verdict_it_deserves() {
 
 #[test]
 fn reports_version_aux_fields_and_counts() {
-    let path = fixtures_dir().join("rdb/valkey-8.0.1/multidb.rdb");
+    let path = fixtures_dir("rdb").join("rdb/valkey-8.0.1/multidb.rdb");
     let (code, out) = check(&path);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("RDB version 11"), "{out}");
@@ -91,7 +80,7 @@ fn reports_version_aux_fields_and_counts() {
 
 #[test]
 fn names_the_damage_of_the_corrupt_files() {
-    let dir = fixtures_dir().join("rdb/historic");
+    let dir = fixtures_dir("rdb").join("rdb/historic");
     if !dir.is_dir() {
         eprintln!("skipped: no historic fixtures in {}", dir.display());
         return;
@@ -108,7 +97,7 @@ fn names_the_damage_of_the_corrupt_files() {
 
 #[test]
 fn truncation_flipped_bytes_and_trailing_garbage_are_errors() {
-    let good = std::fs::read(fixtures_dir().join("rdb/valkey-8.0.1/hash-listpack.rdb")).unwrap();
+    let good = std::fs::read(fixtures_dir("rdb").join("rdb/valkey-8.0.1/hash-listpack.rdb")).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("bad.rdb");
     for cut in [5, 9, 30, good.len() / 2, good.len() - 9, good.len() - 1] {

@@ -17,26 +17,15 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{free_port, query, run_to_exit, wait_for_log, Server, Valkey};
+use common::{digest, fixtures_dir, free_port, query, run_to_exit, wait_for_log, Server, Valkey};
 use redis::{Connection, RedisResult, Value};
 
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
 
-/// The shared fixtures (`../shared/fixtures`), or the repository's copy.
-fn fixtures_dir() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let shared = manifest.join("../shared/fixtures");
-    if shared.join("rdb").is_dir() {
-        shared
-    } else {
-        manifest.join("fixtures")
-    }
-}
-
 fn dump_tool() -> Option<PathBuf> {
-    let tool = fixtures_dir().join("tools/dump-expected.py");
+    let tool = fixtures_dir("rdb").join("tools/dump-expected.py");
     tool.is_file().then_some(tool)
 }
 
@@ -54,7 +43,7 @@ struct Fixture {
 /// with what their expected files say (read with python3, which also
 /// reads the gzipped ones).
 fn fixtures(folder: &str) -> Vec<Fixture> {
-    let dir = fixtures_dir().join("rdb").join(folder);
+    let dir = fixtures_dir("rdb").join("rdb").join(folder);
     if !dir.is_dir() {
         return Vec::new();
     }
@@ -104,10 +93,6 @@ fn error_text(result: RedisResult<Value>) -> String {
 fn info(con: &mut Connection, section: &str) -> HashMap<String, String> {
     let text: String = query(con, &["INFO", section]).unwrap();
     text.lines().filter_map(|l| l.split_once(':')).map(|(k, v)| (k.to_string(), v.trim().to_string())).collect()
-}
-
-fn digest(con: &mut Connection) -> String {
-    query(con, &["DEBUG", "DIGEST"]).unwrap()
 }
 
 /// A client that waits up to two minutes for a reply: a debug build takes
@@ -177,7 +162,7 @@ const LOAD_ONLY: &[&str] = &["valkey-8.0.1/loadspeed-5mb"];
 /// files: its encodings are not Valkey 8's).
 fn fixture_cycle(folder: &str, check_encoding: bool) {
     if dump_tool().is_none() {
-        eprintln!("skipped: {} has no tools/dump-expected.py", fixtures_dir().display());
+        eprintln!("skipped: {} has no tools/dump-expected.py", fixtures_dir("rdb").display());
         return;
     }
     let all = fixtures(folder);
@@ -267,10 +252,10 @@ fn bad_files_stop_the_start_and_touch_nothing() {
         bad.extend(fixtures(folder).into_iter().filter(|f| f.expect_error || f.name.contains("/hfe-")));
     }
     if bad.is_empty() {
-        eprintln!("skipped: no bad fixtures in {}", fixtures_dir().display());
+        eprintln!("skipped: no bad fixtures in {}", fixtures_dir("rdb").display());
         return;
     }
-    let good = fixtures_dir().join("rdb/valkey-8.0.1/strings-int.rdb");
+    let good = fixtures_dir("rdb").join("rdb/valkey-8.0.1/strings-int.rdb");
     for fx in &bad {
         // As the server's own file.
         let tmp = tempfile::tempdir().unwrap();
@@ -304,7 +289,7 @@ fn bad_files_stop_the_start_and_touch_nothing() {
 
 #[test]
 fn clients_get_loading_errors_while_the_dataset_loads() {
-    let big = fixtures_dir().join("rdb/valkey-8.0.1/loadspeed-5mb.rdb");
+    let big = fixtures_dir("rdb").join("rdb/valkey-8.0.1/loadspeed-5mb.rdb");
     let tmp = tempfile::tempdir().unwrap();
     if big.is_file() {
         std::fs::copy(&big, tmp.path().join("dump.rdb")).unwrap();
@@ -363,7 +348,7 @@ fn clients_get_loading_errors_while_the_dataset_loads() {
 
 #[test]
 fn import_persists_at_once_and_survives_a_plain_restart() {
-    let file = fixtures_dir().join("rdb/valkey-8.0.1/multidb.rdb");
+    let file = fixtures_dir("rdb").join("rdb/valkey-8.0.1/multidb.rdb");
     let mut server = Server::start_with(&["--enable-debug-command", "yes", "--load-rdb", &file.to_string_lossy()]);
     assert!(server.path().join("dump.rdb").is_file(), "the import was not saved");
     let before = digest(&mut server.client());
@@ -377,7 +362,7 @@ fn import_persists_at_once_and_survives_a_plain_restart() {
 
 #[test]
 fn expired_keys_in_the_file_are_dropped_and_counted() {
-    let file = fixtures_dir().join("rdb/valkey-8.0.1/expire.rdb");
+    let file = fixtures_dir("rdb").join("rdb/valkey-8.0.1/expire.rdb");
     let server = Server::start_with(&["--load-rdb", &file.to_string_lossy()]);
     let f = info(&mut server.client(), "persistence");
     assert_eq!(f["rdb_last_load_keys_expired"], "2");

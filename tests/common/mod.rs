@@ -778,3 +778,20 @@ pub fn connect_with_read_timeout(port: u16, read_timeout: Duration) -> redis::Co
     c.set_read_timeout(Some(read_timeout)).unwrap();
     c
 }
+
+/// The fixtures folder holding `kind` (`"rdb"`, `"aof"`): the shared one
+/// (`../shared/fixtures`) when it is there, else the repository's copy.
+pub fn fixtures_dir(kind: &str) -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let shared = manifest.join("../shared/fixtures");
+    if shared.join(kind).is_dir() {
+        shared
+    } else {
+        manifest.join("fixtures")
+    }
+}
+
+/// DEBUG DIGEST of the whole dataset.
+pub fn digest(con: &mut redis::Connection) -> String {
+    query(con, &["DEBUG", "DIGEST"]).unwrap()
+}
