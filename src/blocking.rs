@@ -193,6 +193,21 @@ impl Blocking {
     }
 }
 
+/// A timeout in milliseconds, 0 for forever, with Valkey's checks and
+/// texts (its getTimeoutFromObjectOrReply, for WAIT, WAITAOF and CLIENT
+/// PAUSE): the deadline must fit in a signed 64-bit count of Unix
+/// milliseconds.
+pub fn parse_timeout_ms(arg: &[u8], now_ms: i64) -> Result<Option<Duration>, CmdError> {
+    let ms = ferrokey_formats::resp::parse_i64(arg).ok_or("ERR timeout is not an integer or out of range")?;
+    if ms < 0 {
+        return Err("ERR timeout is negative".into());
+    }
+    if ms > i64::MAX - now_ms {
+        return Err("ERR timeout is out of range".into());
+    }
+    Ok((ms > 0).then(|| Duration::from_millis(ms as u64)))
+}
+
 /// Valkey's timeout argument: seconds as a float, 0 for forever. Valkey
 /// reads it as a C `long double`, so "1e400" is a number (out of range)
 /// while "1e5000" is not one; the checks follow its order.

@@ -494,12 +494,11 @@ fn client_pause(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
             return Err("ERR CLIENT PAUSE mode must be WRITE or ALL".into());
         }
     }
-    let timeout = parse_i64(args[2]).ok_or("ERR timeout is not an integer or out of range")?;
-    if timeout < 0 {
-        return Err("ERR timeout is negative".into());
-    }
     // A zero timeout is an end already past: no pause.
-    let end_ms = if timeout == 0 { 0 } else { ctx.now_ms.checked_add(timeout).ok_or("ERR timeout is out of range")? };
+    let end_ms = match crate::blocking::parse_timeout_ms(args[2], ctx.now_ms)? {
+        Some(timeout) => ctx.now_ms + timeout.as_millis() as i64,
+        None => 0,
+    };
     crate::pause::pause(ctx.srv, end_ms, mode);
     ctx.out.ok();
     Ok(())

@@ -131,20 +131,6 @@ fn parse_long(arg: &[u8]) -> Result<i64, CmdError> {
     ferrokey_formats::resp::parse_i64(arg).ok_or_else(|| errors::NOT_INTEGER.into())
 }
 
-/// A timeout in milliseconds, 0 for forever, with Valkey's checks and
-/// texts (its getTimeoutFromObjectOrReply): the deadline must fit in a
-/// signed 64-bit count of Unix milliseconds.
-fn parse_timeout_ms(arg: &[u8], now_ms: i64) -> Result<Option<Duration>, CmdError> {
-    let ms = ferrokey_formats::resp::parse_i64(arg).ok_or("ERR timeout is not an integer or out of range")?;
-    if ms < 0 {
-        return Err("ERR timeout is negative".into());
-    }
-    if ms > i64::MAX - now_ms {
-        return Err("ERR timeout is out of range".into());
-    }
-    Ok((ms > 0).then(|| Duration::from_millis(ms as u64)))
-}
-
 /// "x.y.z", each part a number below 256, as Valkey's version2num accepts.
 fn is_version(arg: &[u8]) -> bool {
     let text = String::from_utf8_lossy(arg);
@@ -174,17 +160,17 @@ fn sync(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     })?;
     log_notice!("Starting BGSAVE for SYNC with target: replicas sockets (pid {pid})");
     if psync {
-        ctx.out.simple(&format!("FULLRESYNC {} 0", replication_id(ctx)));
+        ctx.out.simple(&format!("FULLRESYNC {} 0", replication_id(ctx.srv)));
     }
     let mark: Option<Vec<u8>> = handshake.eof_capable.then(random_mark);
     tokio::task::spawn_local(send_snapshot(info, reader, pid, mark));
     Ok(())
 }
 
-/// The replication id a transfer announces (INFO replication's
-/// master_replid).
-fn replication_id(ctx: &Ctx) -> String {
-    ctx.srv.run_id.chars().rev().collect()
+/// The replication id a transfer announces and INFO replication shows as
+/// master_replid.
+pub(crate) fn replication_id(st: &crate::server::ServerState) -> String {
+    st.run_id.chars().rev().collect()
 }
 
 fn random_mark() -> Vec<u8> {
@@ -329,7 +315,7 @@ fn role(ctx: &mut Ctx, _args: &[&[u8]]) -> CmdResult {
 /// Valkey's WAIT does on a primary without replicas.
 fn wait(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     let wanted = parse_long(args[1])?;
-    let timeout = parse_timeout_ms(args[2], ctx.now_ms)?;
+    let timeout = crate::blocking::parse_timeout_ms(args[2], ctx.now_ms)?;
     if wanted <= 0 || !ctx.may_block() {
         ctx.out.int(0);
         return Ok(());
@@ -357,7 +343,7 @@ fn waitaof(ctx: &mut Ctx, args: &[&[u8]]) -> CmdResult {
     // Valkey says "must be positive" for anything but a non-negative
     // integer here, not being an integer included.
     let numreplicas = parse_long(args[2]).ok().filter(|&n| n >= 0).ok_or(errors::OUT_OF_RANGE_POSITIVE)?;
-    let timeout = parse_timeout_ms(args[3], ctx.now_ms)?;
+    let timeout = crate::blocking::parse_timeout_ms(args[3], ctx.now_ms)?;
     let wants_local = numlocal == 1;
     if wants_local && !ctx.srv.config.appendonly {
         return Err(WAITAOF_WITHOUT_AOF.into());

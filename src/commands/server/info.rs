@@ -403,7 +403,7 @@ fn replication_section(st: &ServerState, s: &mut String) {
          repl_backlog_size:{}\r\n\
          repl_backlog_first_byte_offset:0\r\n\
          repl_backlog_histlen:0\r\n",
-        replication_id(st),
+        crate::commands::replication::replication_id(st),
         config_value(st, "repl-backlog-size"),
     );
 }
@@ -411,10 +411,6 @@ fn replication_section(st: &ServerState, s: &mut String) {
 /// The replication ID: 40 hex digits fixed for the life of the process.
 /// Without replicas nothing ever changes it, so it is derived from the
 /// run ID rather than stored.
-fn replication_id(st: &ServerState) -> String {
-    st.run_id.chars().rev().collect()
-}
-
 fn cpu_section(_st: &ServerState, s: &mut String) {
     let usage = |who| {
         // SAFETY: getrusage fills the zeroed struct we pass.
