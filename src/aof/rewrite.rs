@@ -82,29 +82,20 @@ pub fn start(st: &mut ServerState) -> Result<libc::pid_t, StartError> {
     let rdb_preamble = st.config.aof_use_rdb_preamble;
     let Some(aof) = st.aof.as_mut() else { return Err(StartError::Failed) };
     aof.rewrites += 1;
-    let pipe = childinfo::open_pipe();
+    let mut pipe = childinfo::open_pipe();
     let forked_at = Instant::now();
-    // SAFETY: as for BGSAVE (see persistence::start_bgsave): the child
-    // only reads the snapshot it inherited, writes with blocking std I/O
-    // and leaves with _exit, never returning into the event loop.
-    let pid = unsafe { libc::fork() };
-    match pid {
-        -1 => {
-            let e = std::io::Error::last_os_error();
-            aof.last_rewrite_ok = false;
-            log_warning!("Can't rewrite append only file in background: fork: {}", super::journal::strerror(&e));
-            Err(StartError::Failed)
-        }
-        0 => {
-            crate::persistence::close_inherited_sockets();
-            let mut reporter = pipe.map(|p| p.into_reporter(ChildKind::AofRewrite));
+    let forked = {
+        let st: &ServerState = st;
+        let pipe = &mut pipe;
+        crate::persistence::fork_child(|| {
+            let mut reporter = pipe.take().map(|p| p.into_reporter(ChildKind::AofRewrite));
             let temp = temp_base_name(std::process::id() as libc::pid_t);
             let mut on_key = || {
                 if let Some(r) = reporter.as_mut() {
                     r.key_written();
                 }
             };
-            let code = match super::base::write_base_file(st, &temp, rdb_preamble, &mut on_key) {
+            match super::base::write_base_file(st, &temp, rdb_preamble, &mut on_key) {
                 Ok(()) => {
                     log_notice!("Successfully created the temporary AOF base file {}", temp.display());
                     if let Some(r) = reporter.as_mut() {
@@ -117,12 +108,17 @@ pub fn start(st: &mut ServerState) -> Result<libc::pid_t, StartError> {
                     let _ = std::fs::remove_file(&temp);
                     1
                 }
-            };
-            // SAFETY: ends the child at once, without running the parent's
-            // destructors or exit handlers.
-            unsafe { libc::_exit(code) }
+            }
+        })
+    };
+    let Some(aof) = st.aof.as_mut() else { return Err(StartError::Failed) };
+    match forked {
+        Err(e) => {
+            aof.last_rewrite_ok = false;
+            log_warning!("Can't rewrite append only file in background: fork: {}", super::journal::strerror(&e));
+            Err(StartError::Failed)
         }
-        pid => {
+        Ok(pid) => {
             st.persistence.latest_fork_usec = forked_at.elapsed().as_micros() as u64;
             st.persistence.total_forks += 1;
             let journal_offset = aof.journal.as_mut().map_or(0, |j| j.get_mut().appended);

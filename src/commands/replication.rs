@@ -16,7 +16,7 @@
 //! client's writes fsynced (see [`waitaof`]).
 
 use std::io::{self, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -190,29 +190,24 @@ fn fork_snapshot_writer(ctx: &mut Ctx, opts: SaveOptions) -> io::Result<(OwnedFd
     // SAFETY: both descriptors were just created and are owned here only.
     let (read_end, write_end) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     let st: &crate::server::ServerState = ctx.srv;
-    // SAFETY: as for BGSAVE (persistence::start_bgsave): the child only
-    // reads the keyspace it inherited, writes with blocking std I/O and
-    // leaves with _exit, never returning into the runtime.
-    let pid = unsafe { libc::fork() };
-    match pid {
-        -1 => Err(io::Error::last_os_error()),
-        0 => {
-            drop(read_end);
-            crate::persistence::close_inherited_sockets();
-            let out = io::BufWriter::with_capacity(64 << 10, std::fs::File::from(write_end));
-            let code = match write_dataset(st, out, opts).and_then(|mut w| w.flush()) {
-                Ok(()) => 0,
-                Err(_) => 1,
-            };
-            // SAFETY: ends the child without the parent's destructors.
-            unsafe { libc::_exit(code) }
+    let read_fd = read_end.as_raw_fd();
+    // The write end moves into the child's work; the parent drops its copy
+    // with the unused closure, so the pipe ends when the child is done.
+    let pid = crate::persistence::fork_child(move || {
+        // Without a read end of its own, the child gets EPIPE (and stops)
+        // when the parent gives up on the transfer.
+        // SAFETY: closes the child's copy of a descriptor that nothing in
+        // the child uses; the child leaves with _exit, so its OwnedFd is
+        // never dropped.
+        unsafe { libc::close(read_fd) };
+        let out = io::BufWriter::with_capacity(64 << 10, std::fs::File::from(write_end));
+        match write_dataset(st, out, opts).and_then(|mut w| w.flush()) {
+            Ok(()) => 0,
+            Err(_) => 1,
         }
-        pid => {
-            drop(write_end);
-            ctx.srv.persistence.total_forks += 1;
-            Ok((read_end, pid))
-        }
-    }
+    })?;
+    ctx.srv.persistence.total_forks += 1;
+    Ok((read_end, pid))
 }
 
 /// Streams the child's pipe to the client, framed, then closes the

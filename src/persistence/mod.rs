@@ -269,25 +269,13 @@ pub fn start_bgsave(st: &mut ServerState) -> Result<libc::pid_t, BgsaveError> {
     st.persistence.dirty_before_bgsave = st.dirty;
     st.persistence.last_bgsave_try_unix = unix_s();
     let target = rdb_path(st);
-    let pipe = childinfo::open_pipe();
+    let mut pipe = childinfo::open_pipe();
     let forked_at = Instant::now();
-    // SAFETY: fork duplicates only this (the engine) thread. The child
-    // reads the keyspace it inherited, writes the file with blocking std
-    // I/O (allocating through jemalloc, whose fork handlers leave it
-    // usable), and leaves with _exit: it never returns into the event loop
-    // or touches the runtime, and no lock another thread could hold is
-    // taken on its path (the log writes without locks in a child).
-    let pid = unsafe { libc::fork() };
-    match pid {
-        -1 => {
-            let e = crate::aof::strerror(&std::io::Error::last_os_error());
-            log_warning!("Can't save in background: fork: {e}");
-            set_bgsave_status(st, Err(&format!("fork: {e}")));
-            Err(BgsaveError::ForkFailed)
-        }
-        0 => {
-            close_inherited_sockets();
-            let mut reporter = pipe.map(|p| p.into_reporter(childinfo::ChildKind::Rdb));
+    let forked = {
+        let st: &ServerState = st;
+        let pipe = &mut pipe;
+        fork_child(|| {
+            let mut reporter = pipe.take().map(|p| p.into_reporter(childinfo::ChildKind::Rdb));
             let temp = save::temp_file_name(std::process::id());
             let mut on_key = || {
                 if let Some(r) = reporter.as_mut() {
@@ -295,7 +283,7 @@ pub fn start_bgsave(st: &mut ServerState) -> Result<libc::pid_t, BgsaveError> {
                 }
             };
             let saved = save::write_file_atomically(st, &temp, &target, &mut on_key);
-            let code = match (&saved, reporter.as_mut()) {
+            match (&saved, reporter.as_mut()) {
                 (Ok(()), Some(r)) => {
                     r.succeeded();
                     0
@@ -305,12 +293,17 @@ pub fn start_bgsave(st: &mut ServerState) -> Result<libc::pid_t, BgsaveError> {
                     1
                 }
                 (result, None) => result.is_err() as i32,
-            };
-            // SAFETY: ends the child at once, without running the parent's
-            // destructors or exit handlers.
-            unsafe { libc::_exit(code) }
+            }
+        })
+    };
+    match forked {
+        Err(e) => {
+            let e = crate::aof::strerror(&e);
+            log_warning!("Can't save in background: fork: {e}");
+            set_bgsave_status(st, Err(&format!("fork: {e}")));
+            Err(BgsaveError::ForkFailed)
         }
-        pid => {
+        Ok(pid) => {
             st.persistence.latest_fork_usec = forked_at.elapsed().as_micros() as u64;
             st.persistence.total_forks += 1;
             st.persistence.child = Some(SaveChild { pid, started_unix: unix_s(), started: Instant::now() });
@@ -321,10 +314,33 @@ pub fn start_bgsave(st: &mut ServerState) -> Result<libc::pid_t, BgsaveError> {
     }
 }
 
+/// Forks a child (BGSAVE, AOF rewrite, snapshot transfer) that closes the
+/// sockets it inherited, runs `work` and exits with the status it returns
+/// (1 if it panics); returns the child's pid to the parent.
+pub(crate) fn fork_child(work: impl FnOnce() -> i32) -> std::io::Result<libc::pid_t> {
+    // SAFETY: fork duplicates only this (the engine) thread. The child
+    // reads the state it inherited, writes with blocking std I/O
+    // (allocating through jemalloc, whose fork handlers leave it usable),
+    // and leaves with _exit: it never returns into the event loop or
+    // touches the runtime, and no lock another thread could hold is taken
+    // on its path (the log writes without locks in a child).
+    match unsafe { libc::fork() } {
+        -1 => Err(std::io::Error::last_os_error()),
+        0 => {
+            close_inherited_sockets();
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or(1);
+            // SAFETY: ends the child at once, without running the parent's
+            // destructors or exit handlers.
+            unsafe { libc::_exit(code) }
+        }
+        pid => Ok(pid),
+    }
+}
+
 /// In a BGSAVE (or AOF rewrite) child: closes the listening and client
 /// sockets it inherited, so that a port is free again as soon as the
 /// parent lets it go, even while the child is still writing.
-pub(crate) fn close_inherited_sockets() {
+fn close_inherited_sockets() {
     let Ok(entries) = std::fs::read_dir("/proc/self/fd") else { return };
     let fds: Vec<libc::c_int> =
         entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).filter(|&fd| fd > 2).collect();
